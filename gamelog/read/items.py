@@ -1,0 +1,31 @@
+"""What every reader yields: input records with their location, or the reason they could not be read.
+
+Readers never raise on a bad record: a line that is not JSON, bytes that are not UTF-8 or a
+compressed stream cut short become an `Item` carrying an error, so the converter can reject it
+with its location and go on with the next record.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+BATCH_SIZE = 1024
+RAW_LIMIT = 2000  # characters of raw text kept with a reject
+
+
+@dataclass(slots=True)
+class Item:
+    location: str  # "line 12" (1-based lines), "item 3" / "row 3" (0-based indexes)
+    value: Any = None  # the parsed record (usually a dict)
+    error: tuple[str, str] | None = None  # (reason code, detail) when the record could not be read
+    raw: bytes | str | None = None  # raw text, kept only where it is at hand for rejects
+
+
+def raw_text(raw: bytes | str | None) -> str | None:
+    """Raw record text for a reject, bounded in size and always valid UTF-8."""
+    if raw is None:
+        return None
+    if isinstance(raw, bytes):
+        raw = raw[: RAW_LIMIT * 4].decode("utf-8", errors="replace")
+    return raw[:RAW_LIMIT]

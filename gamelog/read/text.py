@@ -1,0 +1,73 @@
+"""Plain-text reader: a .txt file cut into documents, each yielded as {"text": ...}.
+
+`split` decides what a document is: `file` (the whole file), `line` (each non-blank line) or
+`blank-line` (each block of lines between blank lines). Blank lines and blank blocks are
+separators, not records. Lines are read as a stream, so only one document is in memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from gamelog.read.items import BATCH_SIZE, Item
+from gamelog.read.json import BOM
+from gamelog.read.streams import STREAM_ERRORS, open_binary, stream_error_detail
+
+SPLITS = ("file", "line", "blank-line")
+
+
+def read_text(path: Path, *, split: str = "blank-line", max_record_bytes: int) -> Iterator[list[Item]]:
+    batch: list[Item] = []
+    for item in _documents(path, split, max_record_bytes):
+        batch.append(item)
+        if len(batch) >= BATCH_SIZE:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _documents(path: Path, split: str, max_record_bytes: int) -> Iterator[Item]:
+    block: list[bytes] = []
+    size = 0
+    first = 0
+    number = 0
+    with open_binary(path) as stream:
+        try:
+            for number, line in enumerate(stream, start=1):
+                if number == 1 and line.startswith(BOM):
+                    line = line[len(BOM):]
+                blank = not line.strip()
+                if split == "line" or (split == "blank-line" and blank):
+                    if block:
+                        yield _document(block, first, number - 1, max_record_bytes, size)
+                        block, size = [], 0
+                    if blank:
+                        continue
+                if not block:
+                    first = number
+                if size <= max_record_bytes:  # past the limit keep counting, not storing
+                    block.append(line)
+                size += len(line)
+        except STREAM_ERRORS as exc:
+            yield Item(f"line {number + 1}", error=("truncated_file", stream_error_detail(path, exc)))
+    if block:
+        yield _document(block, first, number, max_record_bytes, size)
+
+
+def _document(block: list[bytes], first: int, last: int, max_record_bytes: int, size: int) -> Item:
+    location = f"line {first}" if first == last else f"lines {first}-{last}"
+    data = b"".join(block)
+    if size > max_record_bytes:
+        detail = f"{location}: document of {size:,} bytes is over the limit of {max_record_bytes:,}; use a finer --split or raise --max-record-bytes."
+        return Item(location, error=("record_too_large", detail), raw=data[:4000])
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        detail = f"{location}: invalid UTF-8 at byte {exc.start} of the document; re-encode the file as UTF-8."
+        return Item(location, error=("bad_utf8", detail), raw=data)
+    text = text.replace("\r\n", "\n")
+    if not text.strip():
+        return Item(location, error=("empty_content", f"{location}: the document is blank."), raw=data)
+    return Item(location, value={"text": text.strip("\n")}, raw=None)

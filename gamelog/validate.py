@@ -1,0 +1,217 @@
+"""`gamelog validate`: check episodes Parquet against the schema and the rules of the game.
+
+The checks are Polars expressions over all turns at once (no per-row Python), so a large
+directory validates at Parquet-scan speed. Each problem names the file, the episode and the
+rule it breaks.
+
+Rules: schema equal to the one derived from `Episode`; players 1/2 only; each role owned by its
+player; non-empty content; optimality set, and `unknown` on player-1 moves; rewards, outcomes and
+weights finite; rank >= 0 and only inside a group; a ranked group has a rank-0 episode and one
+regime; episode ids unique across files; meta is JSON; report.json counts add up.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+from pydantic import BaseModel, Field
+
+from gamelog.errors import GamelogError
+from gamelog.records import ROLE_PLAYER, ConvertReport, Game, Optimality, Regime, Role
+from gamelog.write.shards import EPISODE_SCHEMA
+
+MAX_LISTED = 50
+
+
+class Problem(BaseModel):
+    file: str
+    rule: str
+    detail: str
+    episode_id: str | None = None
+
+
+class ValidationReport(BaseModel):
+    path: str
+    files: list[str]
+    episodes: int = 0
+    turns: int = 0
+    problems: int = 0
+    listed: list[Problem] = Field(default_factory=list, description=f"The first {MAX_LISTED} problems.")
+
+    @property
+    def valid(self) -> bool:
+        return self.problems == 0
+
+    def add(self, problems: list[Problem], count: int | None = None) -> None:
+        self.problems += len(problems) if count is None else count
+        self.listed.extend(problems[: max(0, MAX_LISTED - len(self.listed))])
+
+
+def episode_files(path: Path) -> list[Path]:
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        files = sorted(path.glob("episodes-*.parquet"))
+        if files:
+            return files
+        raise GamelogError(f"{path}: no episodes-*.parquet files here; pass the --out directory of gamelog convert.")
+    raise GamelogError(f"{path}: no such file or directory.")
+
+
+def validate(path: Path) -> ValidationReport:
+    files = episode_files(path)
+    report = ValidationReport(path=str(path), files=[f.name for f in files])
+    ids = []
+    for file in files:
+        frame = _read(file, report)
+        if frame is None:
+            continue
+        report.episodes += frame.height
+        ids.append(frame.select("episode_id", "_file"))
+        _check_episodes(frame, file.name, report)
+        _check_turns(frame, file.name, report)
+        _check_groups(frame, file.name, report)
+    if ids:
+        _check_unique_ids(ids, report)
+    if path.is_dir():
+        _check_report(path, report)
+    return report
+
+
+def _read(file: Path, report: ValidationReport):
+    import polars as pl
+    import pyarrow.parquet as pq
+
+    try:
+        schema = pq.read_schema(file)
+    except Exception as exc:  # pyarrow raises several kinds for damaged files; all mean unreadable
+        report.add([Problem(file=file.name, rule="readable", detail=f"not a readable Parquet file: {exc}")])
+        return None
+    if not schema.remove_metadata().equals(EPISODE_SCHEMA.remove_metadata()):
+        missing = set(EPISODE_SCHEMA.names) - set(schema.names)
+        extra = set(schema.names) - set(EPISODE_SCHEMA.names)
+        detail = f"schema differs from the Episode schema (missing {sorted(missing)}, extra {sorted(extra)}, or types differ); re-run gamelog convert."
+        report.add([Problem(file=file.name, rule="schema", detail=detail)])
+        return None
+    return pl.read_parquet(file).with_row_index("_row").with_columns(_file=pl.lit(file.name))
+
+
+def _problems(frame, file: str, rule: str, message) -> list[Problem]:
+    """One Problem per offending row of `frame` (which has episode_id and a 'why' column)."""
+    return [Problem(file=file, rule=rule, detail=message(row), episode_id=row["episode_id"]) for row in frame.head(MAX_LISTED).iter_rows(named=True)]
+
+
+def _check_episodes(frame, file: str, report: ValidationReport) -> None:
+    import polars as pl
+
+    checks = {
+        "regime": ~pl.col("regime").is_in(list(Regime.__args__)),
+        "game": ~pl.col("game").is_in(list(Game.__args__)),
+        "turns": pl.col("turns").list.len().fill_null(0) == 0,
+        "rank": (pl.col("rank") < 0) | (pl.col("rank").is_not_null() & pl.col("group_id").is_null()),
+        "outcome": pl.col("outcome").is_nan() | pl.col("outcome").is_infinite(),
+    }
+    for rule, bad in checks.items():
+        rows = frame.filter(bad.fill_null(False))
+        detail = {
+            "regime": lambda r: f"row {r['_row']}: regime '{r['regime']}' is not one of {Regime.__args__}.",
+            "game": lambda r: f"row {r['_row']}: game '{r['game']}' is not one of {Game.__args__}.",
+            "turns": lambda r: f"row {r['_row']}: the episode has no turns.",
+            "rank": lambda r: f"row {r['_row']}: rank {r['rank']} must be >= 0 and belong to a group_id.",
+            "outcome": lambda r: f"row {r['_row']}: outcome {r['outcome']} is not finite.",
+        }[rule]
+        report.add(_problems(rows, file, rule, detail), rows.height)
+    bad_meta = [r for r in frame.select("episode_id", "_row", "meta").iter_rows(named=True) if not _is_json_object(r["meta"])]
+    report.add([Problem(file=file, rule="meta", detail=f"row {r['_row']}: meta is not a JSON object.", episode_id=r["episode_id"]) for r in bad_meta[:MAX_LISTED]], len(bad_meta))
+
+
+def _is_json_object(text: str | None) -> bool:
+    try:
+        return isinstance(orjson.loads(text or ""), dict)
+    except orjson.JSONDecodeError:
+        return False
+
+
+def _check_turns(frame, file: str, report: ValidationReport) -> None:
+    import polars as pl
+
+    turns = frame.select("episode_id", "_row", pl.col("turns")).explode("turns").unnest("turns").with_columns(
+        _turn=pl.int_range(pl.len()).over("_row")
+    )
+    report.turns += turns.height
+    owner = pl.col("role").replace_strict(ROLE_PLAYER, default=None, return_dtype=pl.Int8)
+    checks = {
+        "player": ~pl.col("player").is_in([1, 2]),
+        "role": ~pl.col("role").is_in(list(Role.__args__)),
+        "role_player": owner.is_not_null() & (owner != pl.col("player")),
+        "content": pl.col("content").is_null() | (pl.col("content").str.len_bytes() == 0),
+        "optimality": ~pl.col("optimality").is_in(list(Optimality.__args__)) | (pl.col("optimality").is_null()),
+        "player1_label": (pl.col("player") == 1) & (pl.col("optimality") != "unknown"),
+        "reward": pl.col("reward").is_nan() | pl.col("reward").is_infinite(),
+        "weight": pl.col("weight").is_nan() | pl.col("weight").is_infinite() | (pl.col("weight") < 0),
+    }
+    for rule, bad in checks.items():
+        rows = turns.filter(bad.fill_null(rule in ("optimality",)))
+        message = f"{{where}}: breaks rule '{rule}' ({_RULES[rule]})"
+        report.add(_problems(rows, file, rule, lambda r, m=message: m.format(where=f"row {r['_row']} turn {r['_turn']}") + f"; found player={r['player']} role={r['role']} optimality={r['optimality']}."), rows.height)
+
+
+_RULES = {
+    "player": "player is 1 or 2",
+    "role": f"role is one of {Role.__args__}",
+    "role_player": "each role belongs to its player: assistant, tool_call, thought, text -> 2; system, user, tool, context -> 1",
+    "content": "content is not empty",
+    "optimality": f"optimality is one of {Optimality.__args__}",
+    "player1_label": "player-1 moves are labelled unknown",
+    "reward": "rewards are finite",
+    "weight": "weights are finite and >= 0",
+}
+
+
+def _check_groups(frame, file: str, report: ValidationReport) -> None:
+    import polars as pl
+
+    groups = (
+        frame.filter(pl.col("group_id").is_not_null())
+        .group_by("group_id")
+        .agg(best=pl.col("rank").min(), regimes=pl.col("regime").n_unique(), episode_id=pl.col("episode_id").first())
+    )
+    bad = groups.filter((pl.col("best").is_not_null() & (pl.col("best") != 0)) | (pl.col("regimes") > 1))
+    detail = lambda r: f"group {r['group_id']}: a ranked group needs a rank-0 episode and one regime (best rank {r['best']}, {r['regimes']} regimes)."
+    report.add(_problems(bad, file, "group", detail), bad.height)
+
+
+def _check_unique_ids(ids: list, report: ValidationReport) -> None:
+    import polars as pl
+
+    dup = pl.concat(ids).group_by("episode_id").agg(files=pl.col("_file").unique().sort(), n=pl.len()).filter(pl.col("n") > 1)
+    detail = lambda r: f"episode_id {r['episode_id']} appears {r['n']} times (in {', '.join(r['files'])}); ids must be unique."
+    report.add(_problems(dup, ", ".join(report.files[:3]), "unique_id", detail), dup.height)
+
+
+def _check_report(path: Path, report: ValidationReport) -> None:
+    file = path / "report.json"
+    if not file.exists():
+        return
+    try:
+        counts = ConvertReport.model_validate_json(file.read_bytes())
+    except ValueError as exc:
+        report.add([Problem(file="report.json", rule="report", detail=f"report.json does not parse as a convert report: {str(exc)[:300]}")])
+        return
+    checks = [
+        (counts.records_read == counts.records_converted + counts.records_rejected, f"records_read {counts.records_read} != converted {counts.records_converted} + rejected {counts.records_rejected}"),
+        (counts.records_rejected == sum(counts.rejected_by_reason.values()), "records_rejected differs from the sum of rejected_by_reason"),
+        (counts.episodes_written == report.episodes, f"episodes_written {counts.episodes_written} but the shards hold {report.episodes}"),
+        (counts.turns_written == report.turns, f"turns_written {counts.turns_written} but the shards hold {report.turns}"),
+        (sorted(counts.shards) == report.files, f"report lists shards {counts.shards} but the directory holds {report.files}"),
+        (_reject_rows(path) == counts.records_rejected, f"rejects.parquet holds {_reject_rows(path)} rows but records_rejected is {counts.records_rejected}"),
+    ]
+    report.add([Problem(file="report.json", rule="report", detail=detail) for ok, detail in checks if not ok])
+
+
+def _reject_rows(path: Path) -> int:
+    import pyarrow.parquet as pq
+
+    file = path / "rejects.parquet"
+    return pq.ParquetFile(file).metadata.num_rows if file.exists() else 0

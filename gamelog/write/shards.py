@@ -1,0 +1,84 @@
+"""Parquet shard writers for episodes and rejects.
+
+Rows arrive in batches of plain dicts; each batch becomes one Arrow record batch (a row group)
+of the schema derived from the records models, written to a temporary file. A shard is renamed
+to its final name (`episodes-00000.parquet`, ...) only when the whole run succeeds, and shards of
+an earlier run that the new one does not produce are removed, so a directory never mixes runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from gamelog.records import Episode, Reject, arrow_schema, json_fields
+from gamelog.write.atomic import publish, temporary
+
+EPISODE_SCHEMA = arrow_schema(Episode)
+REJECT_SCHEMA = arrow_schema(Reject)
+EPISODE_JSON_FIELDS = json_fields(Episode)
+
+
+def episode_table(rows: list[dict]) -> pa.Table:
+    for row in rows:
+        for key in EPISODE_JSON_FIELDS:
+            if not isinstance(row[key], str):
+                row[key] = orjson.dumps(row[key], option=orjson.OPT_SORT_KEYS).decode()
+    return pa.Table.from_pylist(rows, schema=EPISODE_SCHEMA)
+
+
+class ShardWriter:
+    """Writes tables of one schema into `PREFIX-00000.parquet` shards of at most `shard_rows` rows."""
+
+    def __init__(self, out: Path, prefix: str, schema: pa.Schema, *, shard_rows: int, single: bool = False):
+        self.out, self.prefix, self.schema = out, prefix, schema
+        self.shard_rows, self.single = shard_rows, single
+        self.pending: list[tuple[Path, Path]] = []
+        self.writer: pq.ParquetWriter | None = None
+        self.rows_in_shard = 0
+        self.rows = 0
+
+    def _name(self, index: int) -> str:
+        return f"{self.prefix}.parquet" if self.single else f"{self.prefix}-{index:05d}.parquet"
+
+    def _open(self) -> None:
+        final = self.out / self._name(len(self.pending))
+        tmp = temporary(final)
+        self.pending.append((tmp, final))
+        self.writer = pq.ParquetWriter(tmp, self.schema, compression="zstd")
+        self.rows_in_shard = 0
+
+    def write(self, table: pa.Table) -> None:
+        while table.num_rows:
+            if self.writer is None or (self.rows_in_shard >= self.shard_rows and not self.single):
+                self._close_current()
+                self._open()
+            room = table.num_rows if self.single else self.shard_rows - self.rows_in_shard
+            part, table = table.slice(0, room), table.slice(room)
+            self.writer.write_table(part)
+            self.rows_in_shard += part.num_rows
+            self.rows += part.num_rows
+
+    def _close_current(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+    def finish(self) -> list[str]:
+        """Publish every shard under its final name; returns the names."""
+        self._close_current()
+        for tmp, final in self.pending:
+            publish(tmp, final)
+        names = [final.name for _, final in self.pending]
+        for stale in self.out.glob(f"{self.prefix}*.parquet"):
+            if stale.name not in names:
+                stale.unlink()
+        return names
+
+    def abort(self) -> None:
+        self._close_current()
+        for tmp, _ in self.pending:
+            tmp.unlink(missing_ok=True)
