@@ -135,3 +135,7 @@ def main() -> None:
     except KeyboardInterrupt:
         typer.echo("interrupted: no output was published under a final name.", err=True)
         sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
