@@ -29,7 +29,8 @@ from gamelog.records import ConvertReport
 from gamelog.write.atomic import write_text
 from gamelog.write.shards import EPISODE_SCHEMA, REJECT_SCHEMA, ShardWriter, episode_table
 
-WRITE_BATCH = 2048
+WRITE_BATCH = 1024  # episodes per written batch (one Parquet row group) ...
+WRITE_BATCH_BYTES = 1 << 20  # ... or fewer, once their text reaches this size: memory stays flat
 
 
 @dataclass
@@ -102,6 +103,7 @@ def convert_source(source: str, options: ConvertOptions, tally: Tally, seen: dic
     ctx = _context(source, options)
     rows: list[dict] = []
     bad: list[dict] = []
+    size = 0
     for batch in _chain(first, batches):
         for location, value, error, raw in _records(batch, name):
             tally.read += 1
@@ -120,10 +122,11 @@ def convert_source(source: str, options: ConvertOptions, tally: Tally, seen: dic
                 tally.episodes += 1
                 tally.turns += len(ep["turns"])
                 tally.regimes[ep["regime"]] += 1
+                size += sum(len(t["content"]) for t in ep["turns"])
             rows.extend(found)
-        if len(rows) >= WRITE_BATCH or len(bad) >= WRITE_BATCH:
-            yield rows, bad
-            rows, bad = [], []
+            if len(rows) >= WRITE_BATCH or len(bad) >= WRITE_BATCH or size >= WRITE_BATCH_BYTES:
+                yield rows, bad
+                rows, bad, size = [], [], 0
     yield rows, bad
 
 

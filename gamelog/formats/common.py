@@ -112,6 +112,8 @@ def turn(role: str, content: str, *, name: str | None = None, weight: float | No
 
 
 def normalise_role(raw: Any, ctx: Context, where: str) -> str:
+    if raw is None:
+        raise RecordError("missing_field", f"{where}the message has no role key; map the dataset's key with a recipe's [message] table.")
     if not isinstance(raw, str):
         raise RecordError("wrong_type", f"{where}role should be a string, found {type(raw).__name__}.")
     role = ctx.roles.get(raw.strip().lower())

@@ -7,6 +7,7 @@
     input = "context"
     output = "response"
 
+A `[message]` table renames keys inside message lists (`from = "speaker"`, `value = "text"`).
 A recipe may also add role names (`[roles] bot = "assistant"`), set `game = "adversarial"` for
 red-team data, and fix the text `split` or the `unanswerable` policy.
 """
@@ -30,6 +31,7 @@ class Recipe(BaseModel):
     description: str = ""
     format: str = Field("auto", description="A format name from `gamelog convert --help`, or auto.")
     columns: dict[str, str] = Field(default_factory=dict, description="Key the format expects = key in the dataset.")
+    message: dict[str, str] = Field(default_factory=dict, description="Inside message lists: key the format expects = key in the dataset.")
     roles: dict[str, Role] = Field(default_factory=dict, description="Extra role names -> normalised role.")
     task: str | None = None
     game: Game = "cooperative"
@@ -38,13 +40,22 @@ class Recipe(BaseModel):
 
     def rename(self, record):
         """Apply the column mapping to one record (records that are not objects pass unchanged)."""
-        if not self.columns or not isinstance(record, dict):
+        if not (self.columns or self.message) or not isinstance(record, dict):
             return record
-        record = dict(record)
-        for target, source in self.columns.items():
-            if source in record:
-                record[target] = record.pop(source)
+        record = _renamed(record, self.columns)
+        if self.message:
+            for key, value in record.items():
+                if isinstance(value, list):
+                    record[key] = [_renamed(m, self.message) if isinstance(m, dict) else m for m in value]
         return record
+
+
+def _renamed(record: dict, mapping: dict[str, str]) -> dict:
+    record = dict(record)
+    for target, source in mapping.items():
+        if source in record:
+            record[target] = record.pop(source)
+    return record
 
 
 def load_recipe(path: str) -> Recipe:

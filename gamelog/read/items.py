@@ -7,10 +7,12 @@ with its location and go on with the next record.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-BATCH_SIZE = 1024
+BATCH_SIZE = 1024  # records per batch ...
+BATCH_BYTES = 256 << 10  # ... or fewer, once their raw size reaches this: memory stays flat
 RAW_LIMIT = 2000  # characters of raw text kept with a reject
 
 
@@ -29,3 +31,17 @@ def raw_text(raw: bytes | str | None) -> str | None:
     if isinstance(raw, bytes):
         raw = raw[: RAW_LIMIT * 4].decode("utf-8", errors="replace")
     return raw[:RAW_LIMIT]
+
+
+def batched(items: Iterable[Item]) -> Iterator[list[Item]]:
+    """Group items into batches bounded by count and by raw size (where the raw text is known)."""
+    batch: list[Item] = []
+    size = 0
+    for item in items:
+        batch.append(item)
+        size += len(item.raw) if item.raw is not None else 0
+        if len(batch) >= BATCH_SIZE or size >= BATCH_BYTES:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch

@@ -1,10 +1,11 @@
-"""JSON readers: JSON Lines line by line, JSON documents whole or streamed.
+"""JSON readers: JSON Lines line by line, JSON documents streamed.
 
 JSONL is parsed one line at a time with orjson, so a bad line is rejected with its line number
-and never takes the others down. A `.json` document up to WHOLE_JSON_LIMIT bytes is parsed at
-once (fast); a larger array is streamed item by item with ijson so memory stays flat. When a
-document does not parse (an array cut short, trailing garbage), ijson recovers every complete
-item before the damage and the rest becomes one reject at the item where it broke.
+and never takes the others down. A JSON array, or the `data` array of an object document
+(`{"version": ..., "data": [...]}` as SQuAD), is streamed item by item with ijson (its C backend
+runs near orjson's speed), so memory stays flat whatever the file size. When an array is damaged
+(cut short, trailing garbage), every complete item before the damage is kept and the rest
+becomes one reject at the item where it broke. Any other object document is one record.
 """
 
 from __future__ import annotations
@@ -14,10 +15,9 @@ from pathlib import Path
 
 import orjson
 
-from gamelog.read.items import BATCH_SIZE, Item
+from gamelog.read.items import Item, batched
 from gamelog.read.streams import STREAM_ERRORS, open_binary, stream_error_detail
 
-WHOLE_JSON_LIMIT = 64 * 1024 * 1024
 DEFAULT_MAX_RECORD_BYTES = 64 * 1024 * 1024
 BOM = b"\xef\xbb\xbf"
 
@@ -39,107 +39,108 @@ def parse_line(line: bytes, location: str, max_record_bytes: int) -> Item:
 
 def read_jsonl(path: Path, *, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> Iterator[list[Item]]:
     """One record per non-blank line; blank lines are not records."""
-    batch: list[Item] = []
+    return batched(_lines(path, max_record_bytes))
+
+
+def _lines(path: Path, max_record_bytes: int) -> Iterator[Item]:
     number = 0
     with open_binary(path) as stream:
         try:
             for number, line in enumerate(stream, start=1):
                 if number == 1 and line.startswith(BOM):
                     line = line[len(BOM):]
-                if not line.strip():
-                    continue
-                batch.append(parse_line(line, f"line {number}", max_record_bytes))
-                if len(batch) >= BATCH_SIZE:
-                    yield batch
-                    batch = []
+                if line.strip():
+                    yield parse_line(line, f"line {number}", max_record_bytes)
         except STREAM_ERRORS as exc:
-            batch.append(Item(f"line {number + 1}", error=("truncated_file", stream_error_detail(path, exc))))
-    if batch:
-        yield batch
+            yield Item(f"line {number + 1}", error=("truncated_file", stream_error_detail(path, exc)))
 
 
 def read_json(path: Path, *, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> Iterator[list[Item]]:
-    """A JSON document: an array of records, an object holding one (`{"data": [...]}`), or JSON Lines."""
-    if path.suffix.lower() == ".json" and path.stat().st_size > WHOLE_JSON_LIMIT:
-        yield from _stream_array(path)
-        return
+    """A JSON document: an array of records, an object holding them in `data`, one object, or JSON Lines."""
+    return batched(_document(path, max_record_bytes))
+
+
+def _document(path: Path, max_record_bytes: int) -> Iterator[Item]:
     try:
         with open_binary(path) as stream:
-            data = stream.read()
+            head = _first_byte(stream)
+            if head == b"[":
+                yield from _stream_items(stream, "item", "item {}")
+                return
+            if head == b"{" and _first_line_is_object(stream):
+                yield from _lines(path, max_record_bytes)
+                return
+        with open_binary(path) as stream:
+            found = yield from _stream_items(stream, "data.item", "data[{}]")
+        if not found:
+            yield from _single_object(path, max_record_bytes)
     except STREAM_ERRORS as exc:
-        yield [Item("item 0", error=("truncated_file", stream_error_detail(path, exc)))]
-        return
+        yield Item("item 0", error=("truncated_file", stream_error_detail(path, exc)))
+
+
+def _single_object(path: Path, max_record_bytes: int) -> Iterator[Item]:
+    with open_binary(path) as stream:
+        data = stream.read(max_record_bytes + 1)
     if data.startswith(BOM):
         data = data[len(BOM):]
     if not data.strip():
         return
-    try:
-        doc = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        yield from _recover(path, data, max_record_bytes)
+    if len(data) > max_record_bytes:
+        detail = f"{path.name}: one JSON object of over {max_record_bytes:,} bytes; store the records as a JSON array or JSON Lines."
+        yield Item("item 0", error=("record_too_large", detail))
         return
-    yield from _batches(_document_items(doc))
+    try:
+        yield Item("item 0", value=orjson.loads(data))
+    except orjson.JSONDecodeError as exc:
+        if data.lstrip().startswith(b"{") and b"\n" in data.strip():  # JSON Lines whose first line is long or broken
+            lines = data.split(b"\n")
+            yield from (parse_line(line, f"line {n}", max_record_bytes) for n, line in enumerate(lines, start=1) if line.strip())
+            return
+        yield Item("item 0", error=("bad_json", f"{path.name}: not a JSON document ({exc}); pass a JSON array or JSON Lines."), raw=data[:4000])
 
 
-def _document_items(doc) -> Iterator[Item]:
-    if isinstance(doc, list):
-        return (Item(f"item {i}", value=v) for i, v in enumerate(doc))
-    if isinstance(doc, dict) and isinstance(doc.get("data"), list) and len(doc) <= 3:
-        # {"version": ..., "data": [...]} containers (SQuAD, HF JSON exports)
-        return (Item(f"data[{i}]", value=v) for i, v in enumerate(doc["data"]))
-    return iter([Item("item 0", value=doc)])
+def _first_byte(stream) -> bytes:
+    """The first non-blank byte, leaving the stream positioned at it (a BOM is skipped)."""
+    while True:
+        ahead = stream.peek(4096)
+        if not ahead:
+            return b""
+        if ahead.startswith(BOM):
+            stream.read(len(BOM))
+            continue
+        stripped = ahead.lstrip()
+        if stripped:
+            stream.read(len(ahead) - len(stripped))
+            return stripped[:1]
+        stream.read(len(ahead))
 
 
-def _batches(items: Iterator[Item]) -> Iterator[list[Item]]:
-    batch: list[Item] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) >= BATCH_SIZE:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+def _first_line_is_object(stream) -> bool:
+    """JSON Lines saved as .json: the first line alone is a complete object and more follows."""
+    ahead = stream.peek(1 << 20)
+    line = ahead.split(b"\n", 1)[0]
+    try:
+        return isinstance(orjson.loads(line), dict) and len(line) < len(ahead.rstrip())
+    except orjson.JSONDecodeError:
+        return False
 
 
-def _recover(path: Path, data: bytes, max_record_bytes: int) -> Iterator[list[Item]]:
-    """The document does not parse: JSON Lines in a .json file, or a damaged array."""
-    head = data.lstrip()[:1]
-    if head == b"{":
-        yield from _jsonl_from_bytes(data, max_record_bytes)
-    elif head == b"[":
-        yield from _stream_array(path, data)
-    else:
-        detail = f"{path.name}: not a JSON document (starts with {data[:20]!r}); pass a JSON array or JSON Lines."
-        yield [Item("item 0", error=("bad_json", detail), raw=data[:4000])]
-
-
-def _jsonl_from_bytes(data: bytes, max_record_bytes: int) -> Iterator[list[Item]]:
-    lines = data.split(b"\n")
-    items = (parse_line(line, f"line {n}", max_record_bytes) for n, line in enumerate(lines, start=1) if line.strip())
-    yield from _batches(items)
-
-
-def _stream_array(path: Path, data: bytes | None = None) -> Iterator[list[Item]]:
-    import io
-
+def _stream_items(stream, prefix: str, location: str):
+    """Items of the array at `prefix`; returns how many were found (0: no such array)."""
     import ijson
 
-    source = io.BytesIO(data) if data is not None else open_binary(path)
     index = 0
-    batch: list[Item] = []
     try:
-        with source:
-            for value in ijson.items(source, "item", use_float=True):
-                batch.append(Item(f"item {index}", value=value))
-                index += 1
-                if len(batch) >= BATCH_SIZE:
-                    yield batch
-                    batch = []
-    except (ijson.JSONError, ijson.IncompleteJSONError, UnicodeDecodeError, *STREAM_ERRORS) as exc:
+        for value in ijson.items(stream, prefix, use_float=True):
+            yield Item(location.format(index), value=value)
+            index += 1
+    except (ijson.JSONError, ijson.IncompleteJSONError, UnicodeDecodeError) as exc:
+        if prefix != "item" and index == 0:
+            return 0  # not a container document: read as one object
         detail = (
-            f"item {index}: the JSON array is damaged from here on ({str(exc).strip()[:200]}); "
+            f"{location.format(index)}: the JSON array is damaged from here on ({str(exc).strip()[:200]}); "
             f"the {index} items before it were read. Repair the file to keep the rest."
         )
-        batch.append(Item(f"item {index}", error=("bad_json", detail)))
-    if batch:
-        yield batch
+        yield Item(location.format(index), error=("bad_json", detail))
+        index += 1
+    return index

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from gamelog.read.items import BATCH_SIZE, Item
+from gamelog.read.items import Item, batched
 from gamelog.read.json import BOM
 from gamelog.read.streams import STREAM_ERRORS, open_binary, stream_error_detail
 
@@ -18,14 +18,7 @@ SPLITS = ("file", "line", "blank-line")
 
 
 def read_text(path: Path, *, split: str = "blank-line", max_record_bytes: int) -> Iterator[list[Item]]:
-    batch: list[Item] = []
-    for item in _documents(path, split, max_record_bytes):
-        batch.append(item)
-        if len(batch) >= BATCH_SIZE:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+    return batched(_documents(path, split, max_record_bytes))
 
 
 def _documents(path: Path, split: str, max_record_bytes: int) -> Iterator[Item]:
@@ -67,7 +60,8 @@ def _document(block: list[bytes], first: int, last: int, max_record_bytes: int, 
     except UnicodeDecodeError as exc:
         detail = f"{location}: invalid UTF-8 at byte {exc.start} of the document; re-encode the file as UTF-8."
         return Item(location, error=("bad_utf8", detail), raw=data)
-    text = text.replace("\r\n", "\n")
+    if "\r" in text:
+        text = text.replace("\r\n", "\n")
     if not text.strip():
         return Item(location, error=("empty_content", f"{location}: the document is blank."), raw=data)
-    return Item(location, value={"text": text.strip("\n")}, raw=None)
+    return Item(location, value={"text": text.strip("\n")}, raw=data)

@@ -20,14 +20,34 @@ from gamelog.write.atomic import publish, temporary
 EPISODE_SCHEMA = arrow_schema(Episode)
 REJECT_SCHEMA = arrow_schema(Reject)
 EPISODE_JSON_FIELDS = json_fields(Episode)
+COMPRESSION = "zstd"
+STAT_COLUMNS = {"episode_id", "regime", "game", "task", "group_id", "reason"}
 
 
 def episode_table(rows: list[dict]) -> pa.Table:
+    """Episode dicts -> an Arrow table, built column by column (far leaner than from_pylist on nested rows)."""
     for row in rows:
         for key in EPISODE_JSON_FIELDS:
             if not isinstance(row[key], str):
                 row[key] = orjson.dumps(row[key], option=orjson.OPT_SORT_KEYS).decode()
-    return pa.Table.from_pylist(rows, schema=EPISODE_SCHEMA)
+    columns = []
+    for field in EPISODE_SCHEMA:
+        if field.name == "turns":
+            columns.append(_turns_array(rows, field.type))
+        else:
+            columns.append(pa.array([row[field.name] for row in rows], type=field.type))
+    return pa.Table.from_arrays(columns, schema=EPISODE_SCHEMA)
+
+
+def _turns_array(rows: list[dict], list_type: pa.ListType) -> pa.Array:
+    turns = [turn for row in rows for turn in row["turns"]]
+    offsets = [0]
+    for row in rows:
+        offsets.append(offsets[-1] + len(row["turns"]))
+    struct_type = list_type.value_type
+    children = [pa.array([turn[f.name] for turn in turns], type=f.type) for f in struct_type]
+    values = pa.StructArray.from_arrays(children, fields=list(struct_type))
+    return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), values, type=list_type)
 
 
 class ShardWriter:
@@ -48,7 +68,10 @@ class ShardWriter:
         final = self.out / self._name(len(self.pending))
         tmp = temporary(final)
         self.pending.append((tmp, final))
-        self.writer = pq.ParquetWriter(tmp, self.schema, compression="zstd")
+        # Statistics only on short scalar columns: min/max of long text kept per row group would
+        # grow the footer (held in memory until close) with every batch.
+        stats = [f.name for f in self.schema if pa.types.is_integer(f.type) or pa.types.is_floating(f.type) or f.name in STAT_COLUMNS]
+        self.writer = pq.ParquetWriter(tmp, self.schema, compression=COMPRESSION, write_statistics=stats, use_dictionary=stats)
         self.rows_in_shard = 0
 
     def write(self, table: pa.Table) -> None:

@@ -1,0 +1,56 @@
+"""The CLI end to end, as a user runs it: convert, validate, schemas, formats."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from gamelog.records import json_schemas
+
+from conftest import ROOT, shared
+
+GAMELOG = [sys.executable, "-m", "gamelog.cli"]
+
+
+def _gamelog(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*GAMELOG, *args], capture_output=True, text=True, cwd=ROOT)
+
+
+def test_convert_then_validate(tmp_path):
+    out = tmp_path / "glaive"
+    done = _gamelog("convert", shared("chat/glaive_toolcall_en_demo.json"), "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert "records read" in done.stdout and "sharegpt" in done.stdout
+    report = json.loads((out / "report.json").read_text())
+    assert report["records_read"] == report["records_converted"] + report["records_rejected"] == 300
+    assert _gamelog("validate", str(out)).returncode == 0
+
+
+def test_convert_with_format_override_and_recipe(tmp_path):
+    done = _gamelog("convert", shared("preference/harmless-base_test.jsonl.gz"), "--format", "hh-rlhf", "--recipe", "pipelines/hh-rlhf-harmless.toml", "--out", str(tmp_path / "hh"))
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "hh" / "report.json").read_text())["settings"]["recipe"] == "hh-rlhf-harmless"
+
+
+def test_nothing_convertible_exits_1(tmp_path):
+    path = tmp_path / "odd.jsonl"
+    path.write_text('{"foo": 1}\n')
+    done = _gamelog("convert", str(path), "--out", str(tmp_path / "o"))
+    assert done.returncode == 1 and "rejects.parquet" in done.stderr
+
+
+def test_schemas_write_and_check(tmp_path):
+    assert _gamelog("schemas", "--out", str(tmp_path)).returncode == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(json_schemas())
+    assert _gamelog("schemas", "--out", str(tmp_path), "--check").returncode == 0
+    (tmp_path / "episode.schema.json").write_text("{}")
+    stale = _gamelog("schemas", "--out", str(tmp_path), "--check")
+    assert stale.returncode == 1 and "episode.schema.json" in stale.stdout
+
+
+def test_formats_lists_every_converter():
+    from gamelog.formats import FORMATS
+
+    listed = _gamelog("formats").stdout
+    assert all(name in listed for name in FORMATS)
