@@ -82,6 +82,63 @@ class Reject(BaseModel):
     raw: str | None = Field(None, description="The raw record text (cut to a bounded length).")
 
 
+class ArrowType(str):
+    """Annotated metadata naming the Arrow type of a field where Python's int/float is too wide."""
+
+
+Int32 = Annotated[int, ArrowType("int32")]
+Int8 = Annotated[int, ArrowType("int8")]
+UInt8 = Annotated[int, ArrowType("uint8")]
+Float32 = Annotated[float, ArrowType("float32")]
+
+
+class PackedRow(BaseModel):
+    """One training row of seq_len tokens or fewer: segments (episodes or their parts) packed end to end."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input_ids: list[Int32] = Field(description="Token ids; each segment's ids are exactly its rendered episode's encoding.")
+    loss_mask: list[UInt8] = Field(description="1 where the token is a training target (unshifted).")
+    position_ids: list[Int32] = Field(description="Restart at 0 at each segment, so attention stays inside it.")
+    seq_lens: list[Int32] = Field(description="Segment lengths; cu_seqlens is their running sum.")
+    player: list[Int8] = Field(description="Player (1 or 2) owning each token.")
+    reward: list[Float32] | None = Field(None, description="Reward of the move each token belongs to (0 where none); null when no segment has rewards.")
+    returns: list[Float32] | None = Field(None, description="With --returns GAMMA: discounted sum of this and later player-2 rewards.")
+    episode_ids: list[str] = Field(description="Episode id of each segment (':k' marks part k of a split episode).")
+
+
+class PreferenceRow(BaseModel):
+    """One (chosen, rejected) pair sharing a prompt: prompt_ids + chosen_ids is the chosen episode's encoding."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt_ids: list[Int32]
+    chosen_ids: list[Int32]
+    rejected_ids: list[Int32]
+    chosen_mask: list[UInt8] = Field(description="1 on the chosen answer's trained tokens.")
+    rejected_mask: list[UInt8] = Field(description="1 on the rejected answer's trained tokens.")
+    margin: Float32 = Field(description="Outcome of the chosen minus outcome of the rejected episode.")
+    group_id: str
+    chosen_id: str
+    rejected_id: str
+
+
+class PackManifest(BaseModel):
+    """manifest.json of a pack run: settings, tokenizer, counts that add up, and each shard's checksum."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    gamelog_version: str
+    settings: dict[str, Any]
+    tokenizer: dict[str, str] = Field(description="name and sha256 fingerprint of the tokenizer files.")
+    template: str
+    objective: str
+    counts: dict[str, int] = Field(description="episodes_read, episodes_packed, episodes_rejected, episodes_skipped, segments, rows, tokens_total, tokens_trained, tokens_dropped, tokens_truncated.")
+    rejected_by_reason: dict[str, int]
+    efficiency: float = Field(description="tokens_total / (rows * seq_len).")
+    shards: list[dict[str, Any]] = Field(description="name, rows and sha256 of each shard.")
+
+
 class ConvertReport(BaseModel):
     """report.json of a convert run. records_read == records_converted + records_rejected."""
 
@@ -110,7 +167,8 @@ def _arrow_type(annotation: Any):
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
     if origin is Annotated:
-        return _arrow_type(args[0])
+        named = [a for a in args[1:] if isinstance(a, ArrowType)]
+        return getattr(pa, named[0])() if named else _arrow_type(args[0])
     if origin in (typing.Union, types.UnionType):
         (inner,) = [a for a in args if a is not type(None)]
         return _arrow_type(inner)
@@ -134,9 +192,16 @@ def _arrow_fields(model: type[BaseModel]) -> list:
     import pyarrow as pa
 
     return [
-        pa.field(name, _arrow_type(info.annotation), nullable=_nullable(info), metadata={"description": info.description or ""})
+        pa.field(name, _field_type(info), nullable=_nullable(info), metadata={"description": info.description or ""})
         for name, info in model.model_fields.items()
     ]
+
+
+def _field_type(info):
+    import pyarrow as pa
+
+    named = [m for m in info.metadata if isinstance(m, ArrowType)]  # pydantic keeps a field's own Annotated here
+    return getattr(pa, named[0])() if named else _arrow_type(info.annotation)
 
 
 def arrow_schema(model: type[BaseModel]):
@@ -155,6 +220,9 @@ SCHEMA_MODELS: dict[str, type[BaseModel]] = {
     "episode": Episode,
     "reject": Reject,
     "convert-report": ConvertReport,
+    "packed-row": PackedRow,
+    "preference-row": PreferenceRow,
+    "pack-manifest": PackManifest,
 }
 
 

@@ -1,0 +1,44 @@
+"""Packed rows as Arrow: segments concatenated per row, built from flat numpy arrays and offsets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from gamelog.pack.tokens import Segment
+from gamelog.records import PackedRow, arrow_schema
+
+PACKED_SCHEMA = arrow_schema(PackedRow)
+
+
+def _list(flat: np.ndarray, offsets: np.ndarray, type_: pa.DataType) -> pa.Array:
+    return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), pa.array(flat, type=type_))
+
+
+def rows_table(segments: list[Segment], rows: list[list[int]], *, with_returns: bool) -> pa.Table:
+    """One table row per bin; every column is built in one vectorised step."""
+    ordered = [segments[i] for row in rows for i in row]
+    lengths = np.fromiter((len(s) for s in ordered), dtype=np.int64, count=len(ordered))
+    row_tokens = np.asarray([sum(len(segments[i]) for i in row) for row in rows], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(row_tokens)])
+    seg_offsets = np.concatenate([[0], np.cumsum([len(row) for row in rows])])
+    seg_starts = np.repeat(np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
+    positions = np.arange(int(lengths.sum()), dtype=np.int64) - seg_starts
+    has_reward = np.asarray([any(segments[i].reward is not None for i in row) for row in rows], dtype=bool)
+    reward = np.concatenate([s.reward if s.reward is not None else np.zeros(len(s), np.float32) for s in ordered]) if ordered else np.zeros(0, np.float32)
+    columns = {
+        "input_ids": _list(np.concatenate([s.ids for s in ordered]), offsets, pa.int32()),
+        "loss_mask": _list(np.concatenate([s.mask for s in ordered]), offsets, pa.uint8()),
+        "position_ids": _list(positions.astype(np.int32), offsets, pa.int32()),
+        "seq_lens": _list(lengths.astype(np.int32), seg_offsets, pa.int32()),
+        "player": _list(np.concatenate([s.player for s in ordered]), offsets, pa.int8()),
+        "reward": _nullable_list(reward, offsets, has_reward),
+        "returns": _nullable_list(np.concatenate([s.returns for s in ordered]), offsets, np.ones(len(rows), bool)) if with_returns else pa.nulls(len(rows), pa.list_(pa.float32())),
+        "episode_ids": _list(np.asarray([s.episode_id for s in ordered], dtype=object), seg_offsets, pa.string()),
+    }
+    return pa.Table.from_arrays([columns[f.name].cast(f.type) for f in PACKED_SCHEMA], schema=PACKED_SCHEMA)
+
+
+def _nullable_list(flat: np.ndarray, offsets: np.ndarray, present: np.ndarray) -> pa.Array:
+    mask = pa.array(~present)
+    return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), pa.array(flat, type=pa.float32()), mask=mask)

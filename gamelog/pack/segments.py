@@ -1,0 +1,122 @@
+"""Episodes -> token segments: render, encode in batches, mask, verify; and the overflow policy.
+
+An episode longer than seq_len is handled by `--overflow`:
+- `split` (default): cut into parts of at most seq_len tokens, at move boundaries where it can
+  (a single move longer than seq_len is cut inside it); each part is a segment of its own, with
+  positions restarting, and its episode id gets `:k`;
+- `truncate`: keep the first seq_len tokens; the rest is counted in tokens_truncated;
+- `drop`: leave the episode out; its tokens are counted in tokens_dropped;
+- `error`: stop with a clear error.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from gamelog.errors import GamelogError, RecordError
+from gamelog.pack.tokens import LossPolicy, Segment, build_segment
+from gamelog.render import Rendered
+
+OVERFLOW = ("split", "truncate", "drop", "error")
+ENCODE_BATCH = 512
+
+
+@dataclass
+class PackCounts:
+    episodes_read: int = 0
+    episodes_packed: int = 0
+    episodes_rejected: int = 0
+    episodes_skipped: int = 0  # no trained token under the loss policy (e.g. a rejected branch)
+    episodes_dropped: int = 0
+    episodes_split: int = 0
+    episodes_truncated: int = 0
+    segments: int = 0
+    rows: int = 0
+    tokens_total: int = 0
+    tokens_trained: int = 0
+    tokens_dropped: int = 0
+    tokens_truncated: int = 0
+    rejected_by_reason: Counter = field(default_factory=Counter)
+
+
+def encode_episodes(episodes: list[dict], *, render: Callable[[dict], Rendered], tokenizer, policy: LossPolicy, gamma: float | None, counts: PackCounts, rejects: list[dict]) -> list[Segment]:
+    """Segments for the episodes that render, encode and verify; the others become rejects."""
+    segments: list[Segment] = []
+    for start in range(0, len(episodes), ENCODE_BATCH):
+        chunk = episodes[start : start + ENCODE_BATCH]
+        rendered = []
+        for episode in chunk:
+            try:
+                rendered.append((episode, render(episode)))
+            except RecordError as exc:
+                _reject(episode, exc, counts, rejects)
+        encodings = tokenizer.encode_batch([r.text for _, r in rendered], add_special_tokens=False)
+        for (episode, r), encoding in zip(rendered, encodings):
+            try:
+                segment = build_segment(episode, r, encoding, policy, gamma)
+            except RecordError as exc:
+                _reject(episode, exc, counts, rejects)
+                continue
+            if not segment.mask.any():
+                counts.episodes_skipped += 1
+                continue
+            segments.append(segment)
+    return segments
+
+
+def _reject(episode: dict, exc: RecordError, counts: PackCounts, rejects: list[dict]) -> None:
+    counts.episodes_rejected += 1
+    counts.rejected_by_reason[exc.reason] += 1
+    rejects.append({"reason": exc.reason, "detail": f"episode {episode['episode_id']}: {exc.detail}", "source": episode["source"], "location": f"episode {episode['episode_id']}", "raw": None})
+
+
+def fit(segments: list[Segment], *, seq_len: int, overflow: str, counts: PackCounts) -> list[Segment]:
+    """Apply the overflow policy; every token is packed or counted."""
+    fitted: list[Segment] = []
+    for segment in segments:
+        size = len(segment)
+        if size <= seq_len:
+            fitted.append(segment)
+        elif overflow == "error":
+            raise GamelogError(f"episode {segment.episode_id} has {size} tokens, over --seq-len {seq_len}; raise --seq-len or choose --overflow split|truncate|drop.")
+        elif overflow == "drop":
+            counts.episodes_dropped += 1
+            counts.tokens_dropped += size
+        elif overflow == "truncate":
+            counts.episodes_truncated += 1
+            counts.tokens_truncated += size - seq_len
+            fitted.append(_part(segment, 0, seq_len, segment.episode_id))
+        else:
+            counts.episodes_split += 1
+            fitted.extend(_part(segment, a, b, f"{segment.episode_id}:{k}") for k, (a, b) in enumerate(split_points(segment.turn, seq_len)))
+    kept = []
+    for segment in fitted:
+        if overflow in ("split", "truncate") and not segment.mask.any():
+            counts.tokens_dropped += len(segment)  # a part with nothing to learn
+            continue
+        kept.append(segment)
+    return kept
+
+
+def split_points(turn: np.ndarray, seq_len: int) -> list[tuple[int, int]]:
+    """Cut [0, n) into spans of at most seq_len, preferring cuts where a new move starts."""
+    n = len(turn)
+    boundaries = np.flatnonzero(np.diff(turn) != 0) + 1  # token index where a new move begins
+    spans, begin = [], 0
+    while n - begin > seq_len:
+        limit = begin + seq_len
+        inside = boundaries[(boundaries > begin) & (boundaries <= limit)]
+        cut = int(inside[-1]) if len(inside) else limit
+        spans.append((begin, cut))
+        begin = cut
+    spans.append((begin, n))
+    return spans
+
+
+def _part(segment: Segment, a: int, b: int, episode_id: str) -> Segment:
+    pick = lambda x: None if x is None else x[a:b]
+    return Segment(episode_id, segment.ids[a:b], segment.mask[a:b], segment.player[a:b], pick(segment.reward), pick(segment.returns), segment.turn[a:b])
