@@ -18,9 +18,11 @@ $(VENV)/.dev: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.base
 
 demo: $(VENV)/.base
-	rm -rf out/demo
+	rm -rf out/demo out/demo-shards
 	$(BIN)/gamelog convert samples --out out/demo
 	$(BIN)/gamelog validate out/demo
+	$(BIN)/gamelog pack out/demo --out out/demo-shards --seq-len 1024
+	$(BIN)/gamelog validate out/demo-shards
 
 test: $(VENV)/.dev
 	$(BIN)/python -m pytest -q

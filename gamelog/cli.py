@@ -82,12 +82,57 @@ def convert(
         _fail(f"no record of {len(report.inputs)} input(s) could be converted; see {out / 'rejects.parquet'} for why.", 1)
 
 
+class Overflow(str, Enum):
+    split = "split"
+    truncate = "truncate"
+    drop = "drop"
+    error = "error"
+
+
+class Objective(str, Enum):
+    auto = "auto"
+    sft = "sft"
+    pretrain = "pretrain"
+    preference = "preference"
+
+
+@app.command()
+def pack(
+    episodes: Annotated[Path, typer.Argument(help="Episodes directory written by gamelog convert.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output directory for part-*.parquet, manifest.json (and rejects.parquet).")],
+    tokenizer: Annotated[str, typer.Option(help="Tokenizer directory, tokenizer.json, vocab.json+merges.txt directory, hub id, or 'builtin' (byte-level demo default: pass a real one to train).")] = "builtin",
+    seq_len: Annotated[int, typer.Option(help="Tokens per packed row.", min=8)] = 4096,
+    objective: Annotated[Objective, typer.Option(help="auto: by each episode's regime; sft; pretrain (every token); preference (pair rows).")] = Objective.auto,
+    template: Annotated[str, typer.Option(help="auto (the tokenizer's chat_template, else chatml or plain), jinja, chatml, llama-3, phi-3, mistral, gemma, plain.")] = "auto",
+    overflow: Annotated[Overflow, typer.Option(help="Episodes longer than --seq-len: split at move boundaries, truncate, drop, or error. Every token cut is counted.")] = Overflow.split,
+    returns: Annotated[Optional[float], typer.Option(help="Also write per-token discounted returns with this GAMMA.", min=0.0, max=1.0)] = None,
+    train_thoughts: Annotated[bool, typer.Option(help="Train player-2 thought moves.")] = True,
+    train_tool_calls: Annotated[bool, typer.Option(help="Train player-2 tool_call moves.")] = True,
+    keep_suboptimal: Annotated[bool, typer.Option(help="Also train sub-optimal branches (rejected answers), with their negative reward.")] = False,
+    window: Annotated[int, typer.Option(help="Episodes packed together by best-fit decreasing.", min=1)] = 100_000,
+    shard_rows: Annotated[int, typer.Option(help="Rows per output shard.", min=1)] = 50_000,
+) -> None:
+    """Tokenize, mask and pack episodes into Parquet training shards with a manifest."""
+    from gamelog.pack import PackOptions, pack as run
+    from gamelog.summary import print_pack_summary
+
+    options = PackOptions(
+        tokenizer=tokenizer, seq_len=seq_len, objective=objective.value, template=template, overflow=overflow.value,
+        returns=returns, train_thoughts=train_thoughts, train_tool_calls=train_tool_calls, keep_suboptimal=keep_suboptimal,
+        window=window, shard_rows=shard_rows,
+    )
+    manifest = run(episodes, out=out, options=options)
+    print_pack_summary(manifest, out)
+    if tokenizer == "builtin":
+        typer.echo("note: packed with the built-in byte-level demo tokenizer; pass --tokenizer DIR of your model to train.", err=True)
+
+
 @app.command()
 def validate(
     path: Annotated[Path, typer.Argument(help="Episodes directory (or one episodes Parquet file).")],
     json: Annotated[bool, typer.Option("--json", help="Print the full report as JSON.")] = False,
 ) -> None:
-    """Check episodes against the schema and the rules; exit 0 valid, 1 invalid, 2 usage error."""
+    """Check episodes or packed shards against the schema and the rules; exit 0 valid, 1 invalid, 2 usage error."""
     from gamelog.summary import print_validation
     from gamelog.validate import validate as run
 

@@ -40,9 +40,24 @@ def print_convert_summary(report: ConvertReport, out: Path, console: Console | N
 def print_validation(report, console: Console | None = None) -> None:
     console = console or Console()
     status = "[green]valid[/green]" if report.valid else f"[red]invalid: {report.problems} problem(s)[/red]"
-    console.print(f"{report.path}: {len(report.files)} file(s), {report.episodes:,} episodes, {report.turns:,} turns: {status}")
+    held = f"{report.rows:,} rows, {report.tokens:,} tokens" if report.kind == "packed" else f"{report.episodes:,} episodes, {report.turns:,} turns"
+    console.print(f"{report.path}: {len(report.files)} file(s), {held}: {status}")
     for problem in report.listed:
         where = f" episode {problem.episode_id}" if problem.episode_id else ""
         console.print(f"  {problem.file}{where}: [{problem.rule}] {problem.detail}", markup=False, highlight=False)
     if report.problems > len(report.listed):
         console.print(f"  ... and {report.problems - len(report.listed)} more (use --json for all listed ones)")
+
+
+def print_pack_summary(manifest, out: Path, console: Console | None = None) -> None:
+    console = console or Console()
+    table = Table(title=f"gamelog pack -> {out}  (template {manifest.template}, objective {manifest.objective})", show_header=False)
+    table.add_column("count")
+    table.add_column("value", justify="right")
+    for name, value in manifest.counts.items():
+        if value or name in ("episodes_read", "rows", "tokens_total", "tokens_trained"):
+            table.add_row(name.replace("_", " "), f"{value:,}")
+    for reason, n in manifest.rejected_by_reason.items():
+        table.add_row(f"  rejected: {reason}", f"{n:,}")
+    table.add_row("efficiency", f"{manifest.efficiency:.2%}")
+    console.print(table)

@@ -34,8 +34,11 @@ class Problem(BaseModel):
 class ValidationReport(BaseModel):
     path: str
     files: list[str]
+    kind: str = "episodes"  # or "packed"
     episodes: int = 0
     turns: int = 0
+    rows: int = 0
+    tokens: int = 0
     problems: int = 0
     listed: list[Problem] = Field(default_factory=list, description=f"The first {MAX_LISTED} problems.")
 
@@ -60,6 +63,13 @@ def episode_files(path: Path) -> list[Path]:
 
 
 def validate(path: Path) -> ValidationReport:
+    """Episodes (a directory from convert, or one file) or packed shards (a directory with manifest.json)."""
+    if path.is_dir() and (path / "manifest.json").exists():
+        from gamelog.pack.check import validate_packed
+
+        report = ValidationReport(path=str(path), files=[], kind="packed")
+        validate_packed(path, report)
+        return report
     files = episode_files(path)
     report = ValidationReport(path=str(path), files=[f.name for f in files])
     ids = []

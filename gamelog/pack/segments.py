@@ -40,6 +40,9 @@ class PackCounts:
     tokens_trained: int = 0
     tokens_dropped: int = 0
     tokens_truncated: int = 0
+    pairs: int = 0  # preference objective only
+    pairs_rejected: int = 0
+    pairs_dropped: int = 0
     rejected_by_reason: Counter = field(default_factory=Counter)
 
 

@@ -124,6 +124,8 @@ def _spans(turns: list[dict], text: str, generated: list[tuple[int, int]], speci
         starts.append(cursor)
         stop = at + len(body)
         end = stop + _marker_after(text, stop, specials)
+        if i == len(turns) - 1 and text[end:].strip() in specials:  # the closing eos, as built-in templates train it
+            end = len(text.rstrip())
         for lo, hi in generated:
             if lo <= at < hi:
                 end = max(hi, stop)

@@ -1,0 +1,134 @@
+"""`--objective preference`: one row per (chosen, rejected) pair that shares a prompt.
+
+Episodes of a group (same `group_id`, written next to each other by convert) expand to pairs by
+one rule: the best-ranked episode against every episode ranked below it (a pair per worse
+answer; ties make no pair). Both are rendered and encoded whole; `prompt_ids` is the common
+prefix up to the first move where they differ, so `prompt_ids + chosen_ids` is exactly the
+chosen episode's encoding (and likewise for rejected). A pair whose encodings already differ
+inside the shared moves (a merge across the boundary) is rejected with `prompt_mismatch`. The
+margin is the chosen outcome minus the rejected one. Pairs longer than seq_len follow
+`--overflow`: `truncate` cuts the answers' ends, `drop` and `split` leave the pair out (counted
+in pairs_dropped and tokens_dropped); `error` stops. Counts: episodes_read = episodes_packed (in a
+pair) + episodes_skipped; pairs = rows + pairs_rejected + pairs_dropped.
+"""
+
+from __future__ import annotations
+
+from itertools import groupby
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from gamelog.errors import GamelogError, RecordError
+from gamelog.pack.segments import PackCounts
+from gamelog.pack.tokens import LossPolicy, build_segment
+from gamelog.records import PreferenceRow, arrow_schema
+from gamelog.write.atomic import write_text
+from gamelog.write.shards import REJECT_SCHEMA, ShardWriter
+
+PAIR_SCHEMA = arrow_schema(PreferenceRow)
+
+
+def pairs_of(group: list[dict]) -> list[tuple[dict, dict]]:
+    ranked = sorted((e for e in group if e["rank"] is not None), key=lambda e: e["rank"])
+    if len(ranked) < 2:
+        return []
+    best = ranked[0]
+    return [(best, other) for other in ranked[1:] if other["rank"] > best["rank"]]
+
+
+def first_difference(a: list[dict], b: list[dict]) -> int:
+    shared = 0
+    while shared < min(len(a), len(b)) and a[shared] == b[shared]:
+        shared += 1
+    return shared
+
+
+def encode_pair(chosen: dict, rejected: dict, render, tokenizer, policy: LossPolicy):
+    split_turn = first_difference(chosen["turns"], rejected["turns"])
+    if split_turn == 0:
+        raise RecordError("prompt_mismatch", "chosen and rejected share no opening move.")
+    rendered = [render(chosen), render(rejected)]
+    encodings = tokenizer.encode_batch([r.text for r in rendered], add_special_tokens=False)
+    segments = [build_segment(e, r, enc, policy, None) for e, r, enc in zip((chosen, rejected), rendered, encodings)]
+    cut = int(np.argmax(segments[0].turn >= split_turn)) if (segments[0].turn >= split_turn).any() else len(segments[0])
+    if cut == 0 or not np.array_equal(segments[0].ids[:cut], segments[1].ids[:cut]):
+        raise RecordError("prompt_mismatch", f"the encodings of chosen and rejected differ inside their shared moves (a merge across the boundary at move {split_turn}).")
+    return segments, cut
+
+
+def pack_pairs(episodes: Path, *, out: Path, options, tok, template: str, renderer) -> object:
+    from gamelog.pack import _manifest, read_windows
+
+    out.mkdir(parents=True, exist_ok=True)
+    policy = LossPolicy(thoughts=options.train_thoughts, tool_calls=options.train_tool_calls, suboptimal=True)
+    counts = PackCounts()
+    shards = ShardWriter(out, "part", PAIR_SCHEMA, shard_rows=options.shard_rows)
+    rejects = ShardWriter(out, "rejects", REJECT_SCHEMA, shard_rows=0, single=True)
+    try:
+        for window in read_windows(episodes, options.window):
+            counts.episodes_read += len(window)
+            rows, bad = [], []
+            for group_id, members in groupby(window, key=lambda e: e["group_id"] or e["episode_id"]):
+                members = list(members)
+                pairs = pairs_of(members) if members[0]["group_id"] else []
+                used = {id(e) for pair in pairs for e in pair}
+                counts.episodes_skipped += sum(1 for e in members if id(e) not in used)
+                for chosen, rejected in pairs:
+                    row = _pair_row(chosen, rejected, group_id, renderer, tok.tokenizer, policy, options, counts, bad)
+                    if row:
+                        rows.append(row)
+                counts.episodes_packed += len(used)
+            if rows:
+                shards.write(pa.Table.from_pylist(rows, schema=PAIR_SCHEMA))
+                counts.rows += len(rows)
+            counts.pairs = counts.rows + counts.pairs_rejected + counts.pairs_dropped
+            if bad:
+                rejects.write(pa.Table.from_pylist(bad, schema=REJECT_SCHEMA))
+        names = shards.finish()
+        rejects.finish()
+    except BaseException:
+        shards.abort()
+        rejects.abort()
+        raise
+    manifest = _manifest(out, names, counts, options, tok, template)
+    write_text(out / "manifest.json", manifest.model_dump_json(indent=2))
+    return manifest
+
+
+def _pair_row(chosen, rejected, group_id, renderer, tokenizer, policy, options, counts: PackCounts, bad: list) -> dict | None:
+    try:
+        (good, worse), cut = encode_pair(chosen, rejected, renderer, tokenizer, policy)
+    except RecordError as exc:
+        counts.pairs_rejected += 1
+        counts.rejected_by_reason[exc.reason] += 1
+        bad.append({"reason": exc.reason, "detail": f"pair {chosen['episode_id']} / {rejected['episode_id']}: {exc.detail}", "source": chosen["source"], "location": f"group {group_id}", "raw": None})
+        return None
+    size = max(len(good), len(worse))
+    tokens = len(good) + len(worse) - cut
+    if size > options.seq_len:
+        if options.overflow == "error":
+            raise GamelogError(f"pair in group {group_id} has {size} tokens, over --seq-len {options.seq_len}; raise it or choose --overflow truncate|drop.")
+        if options.overflow != "truncate" or cut >= options.seq_len:
+            counts.pairs_dropped += 1
+            counts.tokens_dropped += tokens
+            return None
+        counts.tokens_truncated += max(0, len(good) - options.seq_len) + max(0, len(worse) - options.seq_len)
+        counts.episodes_truncated += 1
+    limit = options.seq_len
+    counts.segments += 2
+    counts.tokens_total += min(len(good), limit) + min(len(worse), limit) - cut
+    counts.tokens_trained += int(good.mask[cut:limit].sum() + worse.mask[cut:limit].sum())
+    margin = (chosen["outcome"] or 0.0) - (rejected["outcome"] or 0.0)
+    return {
+        "prompt_ids": good.ids[:cut].tolist(),
+        "chosen_ids": good.ids[cut:limit].tolist(),
+        "rejected_ids": worse.ids[cut:limit].tolist(),
+        "chosen_mask": good.mask[cut:limit].tolist(),
+        "rejected_mask": worse.mask[cut:limit].tolist(),
+        "margin": margin,
+        "group_id": group_id,
+        "chosen_id": chosen["episode_id"],
+        "rejected_id": rejected["episode_id"],
+    }
