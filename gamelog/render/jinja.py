@@ -38,7 +38,8 @@ def compile_template(source: str):
         def parse(self, parser):
             lineno = next(parser.stream).lineno
             body = parser.parse_statements(("name:endgeneration",), drop_needle=True)
-            return nodes.Output([nodes.TemplateData(GEN_OPEN), *body, nodes.TemplateData(GEN_CLOSE)]).set_lineno(lineno)
+            marker = lambda text: nodes.Output([nodes.TemplateData(text)]).set_lineno(lineno)
+            return [marker(GEN_OPEN), *body, marker(GEN_CLOSE)]
 
     def raise_exception(message):
         raise RecordError("template_error", f"the chat template refused the episode: {message}")

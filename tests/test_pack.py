@@ -1,0 +1,250 @@
+"""The packer on the real shared data: exact tokens, exact masks, nothing lost, efficient, loadable."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from gamelog.convert import ConvertOptions, convert
+from gamelog.errors import GamelogError
+from gamelog.pack import PackOptions, make_renderer, pack
+from gamelog.pack.tokenizer import load_tokenizer
+from gamelog.validate import validate
+
+from conftest import ROOT, SHARED, shared
+
+TOKENIZERS = {"phi-3-mini": "tokenizers/phi-3-mini", "phi-2": "tokenizers/phi-2"}
+FAMILIES = ("chat", "instruct", "preference")
+
+
+@pytest.fixture(scope="session")
+def episodes(tmp_path_factory) -> dict[str, Path]:
+    """Episodes of every shared chat, instruct and preference file (one directory per family)."""
+    base = tmp_path_factory.mktemp("episodes")
+    for family in FAMILIES:
+        convert([shared(family)], out=base / family, options=ConvertOptions())
+    return {family: base / family for family in FAMILIES}
+
+
+@pytest.fixture(scope="session")
+def packed(episodes, tmp_path_factory):
+    """(tokenizer, family) -> (shard dir, manifest); preference branches all kept so every episode is checked."""
+    base = tmp_path_factory.mktemp("packed")
+    done = {}
+    for name, relative in TOKENIZERS.items():
+        for family in FAMILIES:
+            out = base / f"{name}-{family}"
+            options = PackOptions(tokenizer=shared(relative), seq_len=4096, keep_suboptimal=True)
+            done[name, family] = (out, pack(episodes[family], out=out, options=options))
+    return done
+
+
+def _episode_rows(directory: Path) -> dict[str, dict]:
+    return {r["episode_id"]: r for f in sorted(directory.glob("episodes-*.parquet")) for r in pq.read_table(f).to_pylist()}
+
+
+def _segments(directory: Path) -> dict[str, dict[str, np.ndarray]]:
+    """Episode id -> its tokens, mask and player, re-joined from split parts."""
+    parts = defaultdict(list)
+    for file in sorted(directory.glob("part-*.parquet")):
+        for row in pq.read_table(file).to_pylist():
+            at = 0
+            for episode_id, length in zip(row["episode_ids"], row["seq_lens"]):
+                base, _, k = episode_id.partition(":")
+                sl = slice(at, at + length)
+                parts[base].append((int(k or 0), row["input_ids"][sl], row["loss_mask"][sl], row["player"][sl]))
+                at += length
+    joined = {}
+    for episode_id, pieces in parts.items():
+        pieces.sort()
+        joined[episode_id] = {key: np.concatenate([p[i] for p in pieces]) for i, key in enumerate(("ids", "mask", "player"), start=1)}
+    return joined
+
+
+@pytest.mark.parametrize("tokenizer", sorted(TOKENIZERS))
+@pytest.mark.parametrize("family", FAMILIES)
+def test_every_packed_segment_is_the_exact_encoding(tokenizer, family, episodes, packed):
+    out, manifest = packed[tokenizer, family]
+    assert manifest.counts["episodes_rejected"] == 0 and manifest.counts["tokens_truncated"] == 0
+    tok = load_tokenizer(shared(TOKENIZERS[tokenizer]))
+    render = make_renderer(tok, manifest.template, "auto")
+    rows = _episode_rows(episodes[family])
+    segments = _segments(out)
+    assert manifest.counts["episodes_packed"] == len(segments) == len(rows) - manifest.counts["episodes_skipped"]
+    ids = sorted(segments)
+    texts = [render(rows[i]).text for i in ids]
+    for episode_id, text in zip(ids, texts):
+        expected = tok.tokenizer.encode(text, add_special_tokens=False).ids
+        got = segments[episode_id]["ids"]
+        if len(got) != len(expected):  # split episodes may leave untrained parts out, counted as dropped
+            assert manifest.counts["tokens_dropped"] > 0
+            continue
+        assert got.tolist() == expected, episode_id
+
+
+@pytest.mark.parametrize("tokenizer", sorted(TOKENIZERS))
+@pytest.mark.parametrize("family", ("chat", "instruct"))
+def test_trained_tokens_decode_to_the_player2_moves(tokenizer, family, episodes, packed):
+    out, manifest = packed[tokenizer, family]
+    tok = load_tokenizer(shared(TOKENIZERS[tokenizer]))
+    render = make_renderer(tok, manifest.template, "auto")
+    rows = _episode_rows(episodes[family])
+    squash = lambda text: "".join(text.split())
+    for episode_id, segment in _segments(out).items():
+        rendered = render(rows[episode_id])
+        if len(segment["ids"]) != len(tok.tokenizer.encode(rendered.text, add_special_tokens=False).ids):
+            continue  # a split episode with a part left out
+        decoded = tok.tokenizer.decode(segment["ids"][segment["mask"] == 1].tolist(), skip_special_tokens=False)
+        expected = "".join(rendered.text[c[0] : end] for t, c, end in zip(rendered.turns, rendered.content, rendered.trained_end) if t["player"] == 2)
+        assert squash(decoded) == squash(expected), episode_id
+        assert all(rendered.text[c[0]:c[1]] == t["content"] for t, c in zip(rendered.turns, rendered.content))
+        assert set(segment["player"][segment["mask"] == 1].tolist()) <= {2}
+
+
+def test_sft_efficiency_at_4096_beats_trl_bfd_without_truncation(packed):
+    for tokenizer in TOKENIZERS:
+        counts = [packed[tokenizer, f][1] for f in ("chat", "instruct")]
+        for manifest in counts:
+            assert manifest.counts["tokens_truncated"] == 0
+        assert all(m.efficiency >= 0.991 for m in counts), [m.efficiency for m in counts]
+
+
+@pytest.mark.parametrize("overflow", ["split", "truncate", "drop"])
+def test_every_token_is_packed_or_counted(overflow, episodes, tmp_path):
+    tok_dir = shared(TOKENIZERS["phi-2"])
+    manifest = pack(episodes["chat"], out=tmp_path / overflow, options=PackOptions(tokenizer=tok_dir, seq_len=256, overflow=overflow))
+    c = manifest.counts
+    tok = load_tokenizer(tok_dir)
+    render = make_renderer(tok, manifest.template, "auto")
+    rows = list(_episode_rows(episodes["chat"]).values())
+    encoded = sum(len(e.ids) for e in tok.tokenizer.encode_batch([render(r).text for r in rows], add_special_tokens=False))
+    assert c["tokens_total"] + c["tokens_dropped"] + c["tokens_truncated"] == encoded
+    assert c["episodes_read"] == c["episodes_packed"] + c["episodes_rejected"] + c["episodes_skipped"] + c["episodes_dropped"]
+    assert {"split": c["tokens_truncated"] == 0 and c["episodes_split"] > 0, "truncate": c["tokens_truncated"] > 0, "drop": c["episodes_dropped"] > 0}[overflow]
+    assert validate(tmp_path / overflow).valid
+
+
+def test_overflow_error_stops_with_a_clear_message(episodes, tmp_path):
+    with pytest.raises(GamelogError, match="over --seq-len 64"):
+        pack(episodes["chat"], out=tmp_path / "e", options=PackOptions(tokenizer=shared("tokenizers/phi-2"), seq_len=64, overflow="error"))
+
+
+def test_preference_pairs_share_the_prompt_exactly(episodes, tmp_path):
+    tok_dir = shared(TOKENIZERS["phi-3-mini"])
+    manifest = pack(episodes["preference"], out=tmp_path / "pairs", options=PackOptions(tokenizer=tok_dir, objective="preference"))
+    tok = load_tokenizer(tok_dir)
+    render = make_renderer(tok, manifest.template, "sft")
+    rows = _episode_rows(episodes["preference"])
+    table = pq.read_table(tmp_path / "pairs" / "part-00000.parquet").to_pylist()
+    assert len(table) == manifest.counts["rows"] > 2000
+    for pair in table[::25]:
+        for side, key in (("chosen", "chosen_id"), ("rejected", "rejected_id")):
+            full = tok.tokenizer.encode(render(rows[pair[key]]).text, add_special_tokens=False).ids
+            assert pair["prompt_ids"] + pair[f"{side}_ids"] == full
+        assert rows[pair["chosen_id"]]["rank"] < rows[pair["rejected_id"]]["rank"]
+        assert pair["margin"] == pytest.approx((rows[pair["chosen_id"]]["outcome"] or 0) - (rows[pair["rejected_id"]]["outcome"] or 0))
+    assert validate(tmp_path / "pairs").valid
+
+
+def test_auto_objective_trains_only_the_optimal_branch(episodes, tmp_path):
+    manifest = pack(episodes["preference"], out=tmp_path / "auto", options=PackOptions(tokenizer=shared("tokenizers/phi-2")))
+    rows = _episode_rows(episodes["preference"])
+    packed_ids = set(_segments(tmp_path / "auto"))
+    assert packed_ids and all(any(t["optimality"] == "optimal" for t in rows[i]["turns"]) for i in packed_ids)
+    assert manifest.counts["episodes_skipped"] == len(rows) - len(packed_ids) - manifest.counts["episodes_dropped"]
+
+
+def test_returns_discount_player2_rewards(tmp_path):
+    steps = tmp_path / "steps.jsonl"
+    steps.write_text(json.dumps({"prompt": "2+2?", "completions": ["Two plus two.", "Is four."], "labels": [True, False]}) + "\n")
+    convert([str(steps)], out=tmp_path / "ep", options=ConvertOptions())
+    pack(tmp_path / "ep", out=tmp_path / "sh", options=PackOptions(returns=0.5, seq_len=256))
+    row = pq.read_table(tmp_path / "sh" / "part-00000.parquet").to_pylist()[0]
+    by_player = {(p, r, g) for p, r, g in zip(row["player"], row["reward"], row["returns"])}
+    # step 1: +1 + 0.5 * (-1) = 0.5; step 2: -1; the user move sees the value of step 1
+    assert {(2, 1.0, 0.5), (2, -1.0, -1.0), (1, 0.0, 0.5)} <= by_player
+
+
+def test_reruns_are_byte_identical_and_validate_catches_damage(episodes, tmp_path):
+    options = PackOptions(tokenizer=shared("tokenizers/phi-2"), seq_len=1024, shard_rows=200)
+    first = pack(episodes["instruct"], out=tmp_path / "a", options=options)
+    second = pack(episodes["instruct"], out=tmp_path / "b", options=options)
+    assert [s["sha256"] for s in first.shards] == [s["sha256"] for s in second.shards] and len(first.shards) > 1
+    assert validate(tmp_path / "a").valid
+    shard = tmp_path / "a" / first.shards[0]["name"]
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    (tmp_path / "a" / first.shards[1]["name"]).unlink()
+    rules = {p.rule for p in validate(tmp_path / "a").listed}
+    assert {"checksum", "missing_shard", "counts"} <= rules
+
+
+def test_shards_load_in_datasets_polars_duckdb(packed):
+    import datasets
+    import duckdb
+    import polars as pl
+
+    out, manifest = packed["phi-3-mini", "chat"]
+    files = sorted(str(p) for p in out.glob("part-*.parquet"))
+    assert datasets.load_dataset("parquet", data_files=files, split="train").num_rows == manifest.counts["rows"]
+    assert pl.read_parquet(files).select(pl.col("input_ids").list.len().sum()).item() == manifest.counts["tokens_total"]
+    glob = str(out / "part-*.parquet")
+    assert duckdb.sql(f"select sum(len(input_ids)) from read_parquet('{glob}')").fetchall()[0][0] == manifest.counts["tokens_total"]
+
+
+def test_builtin_templates_and_tokenizers(episodes, tmp_path):
+    for template in ("chatml", "llama-3", "phi-3", "mistral", "gemma", "plain"):
+        manifest = pack(episodes["chat"], out=tmp_path / template, options=PackOptions(tokenizer="builtin", template=template, seq_len=8192))
+        assert manifest.counts["episodes_rejected"] == 0, (template, manifest.rejected_by_reason)
+        assert validate(tmp_path / template).valid
+    gpt2 = pack(episodes["instruct"], out=tmp_path / "gpt2", options=PackOptions(tokenizer=shared("tokenizers/gpt2"), seq_len=1024))
+    assert gpt2.template == "plain" and gpt2.counts["episodes_rejected"] == 0
+
+
+def test_qwen_chat_template_with_tools(episodes, tmp_path):
+    tok_dir = tmp_path / "qwen"
+    tok_dir.mkdir()
+    (tok_dir / "tokenizer_config.json").write_text((SHARED / "tokenizers/chat_templates/qwen2.5_tokenizer_config.json").read_text())
+    (tok_dir / "tokenizer.json").write_text((SHARED / "tokenizers/phi-2/tokenizer.json").read_text())
+    manifest = pack(episodes["chat"], out=tmp_path / "q", options=PackOptions(tokenizer=str(tok_dir), seq_len=8192))
+    assert manifest.template == "jinja"
+    assert manifest.counts["episodes_packed"] > 0.9 * manifest.counts["episodes_read"], manifest.rejected_by_reason
+    assert validate(tmp_path / "q").valid
+
+
+def test_sandbox_refuses_templates_that_reach_for_internals(episodes, tmp_path):
+    tok_dir = tmp_path / "evil"
+    tok_dir.mkdir()
+    (tok_dir / "tokenizer.json").write_text((SHARED / "tokenizers/phi-2/tokenizer.json").read_text())
+    (tok_dir / "tokenizer_config.json").write_text(json.dumps({"chat_template": "{{ messages.__class__.__mro__[1].__subclasses__() }}"}))
+    with pytest.raises(GamelogError, match="sandbox"):
+        pack(episodes["instruct"], out=tmp_path / "e", options=PackOptions(tokenizer=str(tok_dir)))
+
+
+def test_generation_tags_mark_the_trained_text(tmp_path):
+    from gamelog.render.jinja import render_jinja
+
+    source = "{% for m in messages %}<|{{ m.role }}|>{% if m.role == 'assistant' %}{% generation %}{{ m.content }}<|end|>{% endgeneration %}{% else %}{{ m.content }}<|end|>{% endif %}{% endfor %}"
+    turns = [{"role": "user", "player": 1, "content": "Hi", "name": None}, {"role": "assistant", "player": 2, "content": "Hello", "name": None}]
+    rendered = render_jinja(turns, source, bos=None, eos=None, specials=frozenset())
+    assert rendered.text == "<|user|>Hi<|end|><|assistant|>Hello<|end|>"
+    begin, _ = rendered.content[1]
+    assert rendered.text[begin : rendered.trained_end[1]] == "Hello<|end|>"
+
+
+def test_cli_pack_and_validate(episodes, tmp_path):
+    gamelog = [sys.executable, "-m", "gamelog.cli"]
+    done = subprocess.run([*gamelog, "pack", str(episodes["instruct"]), "--tokenizer", shared("tokenizers/phi-3-mini"), "--seq-len", "2048", "--out", str(tmp_path / "s")], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert "efficiency" in done.stdout
+    assert subprocess.run([*gamelog, "validate", str(tmp_path / "s")], capture_output=True).returncode == 0
+    bad = subprocess.run([*gamelog, "pack", str(episodes["instruct"]), "--tokenizer", str(tmp_path / "nope"), "--out", str(tmp_path / "t")], capture_output=True, text=True)
+    assert bad.returncode == 2 and "tokenizer" in bad.stderr and "Traceback" not in bad.stderr
