@@ -104,6 +104,7 @@ class PackedRow(BaseModel):
     player: list[Int8] = Field(description="Player (1 or 2) owning each token.")
     reward: list[Float32] | None = Field(None, description="Reward of the move each token belongs to (0 where none); null when no segment has rewards.")
     returns: list[Float32] | None = Field(None, description="With --returns GAMMA: discounted sum of this and later player-2 rewards.")
+    weight: list[Float32] | None = Field(None, description="Loss weight of each token's move where the source gives one (1 elsewhere); null when no segment has weights.")
     episode_ids: list[str] = Field(description="Episode id of each segment (':k' marks part k of a split episode).")
 
 

@@ -122,4 +122,4 @@ def split_points(turn: np.ndarray, seq_len: int) -> list[tuple[int, int]]:
 
 def _part(segment: Segment, a: int, b: int, episode_id: str) -> Segment:
     pick = lambda x: None if x is None else x[a:b]
-    return Segment(episode_id, segment.ids[a:b], segment.mask[a:b], segment.player[a:b], pick(segment.reward), pick(segment.returns), segment.turn[a:b])
+    return Segment(episode_id, segment.ids[a:b], segment.mask[a:b], segment.player[a:b], pick(segment.reward), pick(segment.returns), segment.turn[a:b], pick(segment.weight))

@@ -31,6 +31,7 @@ class Segment:
     reward: np.ndarray | None  # float32, None when the episode has no rewards
     returns: np.ndarray | None = None  # float32
     turn: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))  # move index of each token
+    weight: np.ndarray | None = None  # float32, None when no move has an explicit weight
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -145,4 +146,9 @@ def build_segment(episode: dict, rendered: Rendered, encoding, policy: LossPolic
     returns = None
     if gamma is not None:
         returns = np.where(turn >= 0, move_returns(turns, gamma)[inside], 0).astype(np.float32)
-    return Segment(episode["episode_id"], ids, mask, player, reward, returns, turn)
+    weights = [t.get("weight") for t in turns]
+    weight = None
+    if any(w is not None for w in weights):
+        per_move = np.asarray([1.0 if w is None else w for w in weights], dtype=np.float32)
+        weight = np.where(turn >= 0, per_move[inside], 1.0).astype(np.float32)
+    return Segment(episode["episode_id"], ids, mask, player, reward, returns, turn, weight)
