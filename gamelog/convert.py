@@ -26,7 +26,7 @@ from gamelog.formats.detect import SAMPLE, describe_keys, detect_format
 from gamelog.formats.recipe import Recipe
 from gamelog.read import DEFAULT_MAX_RECORD_BYTES, Item, expand_inputs, raw_text, read_items
 from gamelog.records import ConvertReport
-from gamelog.write.atomic import write_text
+from gamelog.write.atomic import remove_stale_temporaries, shard_entries, write_text
 from gamelog.write.shards import EPISODE_SCHEMA, REJECT_SCHEMA, ShardWriter, episode_table
 
 WRITE_BATCH = 1024  # episodes per written batch (one Parquet row group) ...
@@ -67,6 +67,7 @@ def convert(inputs: list[str], *, out: Path, options: ConvertOptions | None = No
     options = options or ConvertOptions()
     sources = expand_inputs(inputs)
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out)
     episodes = ShardWriter(out, "episodes", EPISODE_SCHEMA, shard_rows=options.shard_rows)
     rejects = ShardWriter(out, "rejects", REJECT_SCHEMA, shard_rows=0, single=True)
     tally, seen = Tally(), {}
@@ -85,7 +86,7 @@ def convert(inputs: list[str], *, out: Path, options: ConvertOptions | None = No
         episodes.abort()
         rejects.abort()
         raise
-    report = _report(sources, options, tally, shards)
+    report = _report(sources, options, tally, shard_entries(out, shards))
     write_text(out / "report.json", report.model_dump_json(indent=2))
     return report
 
@@ -212,7 +213,7 @@ def _reject_table(rows: list[dict]):
     return pa.Table.from_pylist(rows, schema=REJECT_SCHEMA)
 
 
-def _report(sources: list[str], options: ConvertOptions, tally: Tally, shards: list[str]) -> ConvertReport:
+def _report(sources: list[str], options: ConvertOptions, tally: Tally, shards: list[dict]) -> ConvertReport:
     rejected = dict(sorted(tally.rejected.items()))
     return ConvertReport(
         gamelog_version=__version__,

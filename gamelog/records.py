@@ -157,7 +157,7 @@ class ConvertReport(BaseModel):
     episodes_written: int
     turns_written: int
     episodes_by_regime: dict[str, int]
-    shards: list[str]
+    shards: list[dict[str, Any]] = Field(description="name, rows and sha256 of each episodes shard.")
 
 
 # ---- Arrow schemas, derived from the models -------------------------------------------------

@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 
 from gamelog.errors import GamelogError
 from gamelog.records import ROLE_PLAYER, ConvertReport, Game, Optimality, Regime, Role
+from gamelog.write.atomic import sha256
 from gamelog.write.shards import EPISODE_SCHEMA
 
 MAX_LISTED = 50
@@ -214,10 +215,16 @@ def _check_report(path: Path, report: ValidationReport) -> None:
         (counts.records_rejected == sum(counts.rejected_by_reason.values()), "records_rejected differs from the sum of rejected_by_reason"),
         (counts.episodes_written == report.episodes, f"episodes_written {counts.episodes_written} but the shards hold {report.episodes}"),
         (counts.turns_written == report.turns, f"turns_written {counts.turns_written} but the shards hold {report.turns}"),
-        (sorted(counts.shards) == report.files, f"report lists shards {counts.shards} but the directory holds {report.files}"),
+        (sorted(s["name"] for s in counts.shards) == report.files, f"report lists shards {[s['name'] for s in counts.shards]} but the directory holds {report.files}"),
         (_reject_rows(path) == counts.records_rejected, f"rejects.parquet holds {_reject_rows(path)} rows but records_rejected is {counts.records_rejected}"),
     ]
     report.add([Problem(file="report.json", rule="report", detail=detail) for ok, detail in checks if not ok])
+    for shard in counts.shards:
+        file = path / shard["name"]
+        if not file.exists():
+            report.add([Problem(file=shard["name"], rule="missing_shard", detail=f"{shard['name']} is listed in report.json but missing; re-run gamelog convert.")])
+        elif sha256(file) != shard["sha256"]:
+            report.add([Problem(file=shard["name"], rule="checksum", detail=f"{shard['name']}: sha256 differs from report.json (the file changed or is damaged).")])
 
 
 def _reject_rows(path: Path) -> int:

@@ -89,7 +89,7 @@ def test_output_reads_in_pyarrow_polars_duckdb_and_datasets(run):
 
     result = run(shared("chat/glaive_toolcall_en_demo.json"), shard_rows=100)
     files = sorted(str(p) for p in result.out.glob("episodes-*.parquet"))
-    assert len(files) == 3 and result.report.shards == [p.rsplit("/", 1)[1] for p in files]
+    assert len(files) == 3 and [s["name"] for s in result.report.shards] == [p.rsplit("/", 1)[1] for p in files]
     expected = result.report.episodes_written
     assert pq.ParquetDataset(files).read().num_rows == expected
     frame = pl.read_parquet(files)

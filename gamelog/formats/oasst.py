@@ -51,6 +51,9 @@ def tree_paths(root: dict, ctx: Context) -> tuple[list[list[tuple[dict, dict, di
         prefix, node, parent, where, siblings = stack.pop()
         if len(prefix) >= MAX_DEPTH:
             raise RecordError("too_deep", f"{where}: the tree is deeper than {MAX_DEPTH} messages.")
+        ident = node.get("message_id")
+        if ident is not None and any(n.get("message_id") == ident for _, n, _ in prefix):
+            raise RecordError("reply_cycle", f"{where}: message {ident} appears again among its own ancestors; the tree points back on itself.")
         path = prefix + [(node_turn(node, ctx, where), node, parent)]
         replies = node.get("replies") or []
         if not isinstance(replies, list):

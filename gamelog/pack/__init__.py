@@ -16,7 +16,6 @@ rows, which are written as they are made. Objectives:
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -33,7 +32,7 @@ from gamelog.records import PackManifest
 from gamelog.render import TEMPLATES, render
 from gamelog.render.jinja import render_jinja
 from gamelog.validate import episode_files
-from gamelog.write.atomic import write_text
+from gamelog.write.atomic import remove_stale_temporaries, shard_entries, write_text
 from gamelog.write.shards import REJECT_SCHEMA, ShardWriter
 
 OBJECTIVES = ("auto", "sft", "pretrain", "preference")
@@ -109,6 +108,7 @@ def pack(episodes: str | Path, *, out: Path, options: PackOptions) -> PackManife
 
         return pack_pairs(Path(episodes), out=out, options=options, tok=tok, template=template, renderer=make_renderer(tok, template, "sft"))
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out)
     render_episode = make_renderer(tok, template, options.objective)
     policy = LossPolicy(thoughts=options.train_thoughts, tool_calls=options.train_tool_calls, suboptimal=options.keep_suboptimal)
     counts = PackCounts()
@@ -150,19 +150,11 @@ def _table(rows: list[dict]):
     return pa.Table.from_pylist(rows, schema=REJECT_SCHEMA)
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _manifest(out: Path, names: list[str], counts: PackCounts, options: PackOptions, tok: LoadedTokenizer, template: str) -> PackManifest:
     values = {k: v for k, v in asdict(counts).items() if k != "rejected_by_reason"}
     rejected = dict(sorted(counts.rejected_by_reason.items()))
     efficiency = counts.tokens_total / (counts.rows * options.seq_len) if counts.rows else 0.0
-    shards = [{"name": n, "rows": pq.ParquetFile(out / n).metadata.num_rows, "sha256": sha256(out / n)} for n in names]
+    shards = shard_entries(out, names)
     return PackManifest(
         gamelog_version=__version__,
         settings=asdict(options),

@@ -17,7 +17,7 @@ from gamelog.records import PackManifest
 
 
 def validate_packed(path: Path, report) -> None:
-    from gamelog.pack import sha256
+    from gamelog.write.atomic import sha256
     from gamelog.pack.pairs import PAIR_SCHEMA
     from gamelog.pack.rows import PACKED_SCHEMA
     from gamelog.validate import Problem

@@ -24,7 +24,7 @@ from gamelog.errors import GamelogError, RecordError
 from gamelog.pack.segments import PackCounts
 from gamelog.pack.tokens import LossPolicy, build_segment
 from gamelog.records import PreferenceRow, arrow_schema
-from gamelog.write.atomic import write_text
+from gamelog.write.atomic import remove_stale_temporaries, write_text
 from gamelog.write.shards import REJECT_SCHEMA, ShardWriter
 
 PAIR_SCHEMA = arrow_schema(PreferenceRow)
@@ -62,6 +62,7 @@ def pack_pairs(episodes: Path, *, out: Path, options, tok, template: str, render
     from gamelog.pack import _manifest, read_windows
 
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out)
     policy = LossPolicy(thoughts=options.train_thoughts, tool_calls=options.train_tool_calls, suboptimal=True)
     counts = PackCounts()
     shards = ShardWriter(out, "part", PAIR_SCHEMA, shard_rows=options.shard_rows)

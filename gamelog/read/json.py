@@ -16,16 +16,20 @@ from pathlib import Path
 import orjson
 
 from gamelog.read.items import Item, batched
-from gamelog.read.streams import STREAM_ERRORS, open_binary, stream_error_detail
+from gamelog.read.streams import STREAM_ERRORS, bounded_lines, open_binary, stream_error_detail
 
 DEFAULT_MAX_RECORD_BYTES = 64 * 1024 * 1024
 BOM = b"\xef\xbb\xbf"
 
 
+def too_large(location: str, size: int, limit: int, raw: bytes | None = None) -> Item:
+    detail = f"{location}: record of {size:,} bytes is over the limit of {limit:,}; raise --max-record-bytes to keep it."
+    return Item(location, error=("record_too_large", detail), raw=None if raw is None else raw[:4000])
+
+
 def parse_line(line: bytes, location: str, max_record_bytes: int) -> Item:
     if len(line) > max_record_bytes:
-        detail = f"{location}: record of {len(line):,} bytes is over the limit of {max_record_bytes:,}; raise --max-record-bytes to keep it."
-        return Item(location, error=("record_too_large", detail), raw=line[:4000])
+        return too_large(location, len(line), max_record_bytes, line)
     try:
         return Item(location, value=orjson.loads(line), raw=line)
     except orjson.JSONDecodeError as exc:
@@ -46,7 +50,10 @@ def _lines(path: Path, max_record_bytes: int) -> Iterator[Item]:
     number = 0
     with open_binary(path) as stream:
         try:
-            for number, line in enumerate(stream, start=1):
+            for number, (line, size) in enumerate(bounded_lines(stream, max_record_bytes), start=1):
+                if line is None:
+                    yield too_large(f"line {number}", size, max_record_bytes)
+                    continue
                 if number == 1 and line.startswith(BOM):
                     line = line[len(BOM):]
                 if line.strip():

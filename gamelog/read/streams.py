@@ -28,6 +28,28 @@ def open_binary(path: Path) -> io.BufferedIOBase:
     return open(path, "rb")
 
 
+def bounded_lines(stream, limit: int):
+    """Lines of a byte stream, never holding more than `limit` + 1 bytes of one line in memory.
+
+    A longer line (a decompression bomb, a file without newlines) is skipped in chunks and
+    yielded as (None, its size), so the reader can reject it without ever storing it.
+    """
+    while True:
+        line = stream.readline(limit + 1)
+        if not line:
+            return
+        if len(line) <= limit or line.endswith(b"\n"):
+            yield line, len(line)
+            continue
+        size = len(line)
+        while True:
+            chunk = stream.readline(1 << 20)
+            size += len(chunk)
+            if not chunk or chunk.endswith(b"\n"):
+                break
+        yield None, size
+
+
 STREAM_ERRORS: tuple[type[BaseException], ...] = (EOFError, gzip.BadGzipFile, OSError)
 
 

@@ -23,14 +23,18 @@ def _rows(batches, prefix: str = "") -> Iterator[list[Item]]:
 
 
 def read_parquet(path: Path, **_) -> Iterator[list[Item]]:
+    """Rows of a Parquet file; a damaged file (or the damaged rest of one) becomes one reject."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    read = 0
     try:
-        parquet = pq.ParquetFile(path)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise GamelogError(f"{path}: not a readable Parquet file ({exc}); check that it is complete.") from exc
-    yield from _rows(parquet.iter_batches(batch_size=BATCH_SIZE))
+        for items in _rows(pq.ParquetFile(path).iter_batches(batch_size=BATCH_SIZE)):
+            read += len(items)
+            yield items
+    except (pa.ArrowException, OSError) as exc:
+        detail = f"{path.name}: not a readable Parquet file from row {read} on ({str(exc)[:200]}); re-export it."
+        yield [Item(f"row {read}", error=("unreadable_file", detail))]
 
 
 def read_csv(path: Path, **_) -> Iterator[list[Item]]:
@@ -40,6 +44,7 @@ def read_csv(path: Path, **_) -> Iterator[list[Item]]:
     from gamelog.read.streams import open_binary
 
     bad: list[Item] = []
+    done = 0
 
     def on_invalid(row) -> str:
         detail = f"line {row.number}: expected {row.expected_columns} fields, found {row.actual_columns}; fix the quoting of this row."
@@ -53,10 +58,11 @@ def read_csv(path: Path, **_) -> Iterator[list[Item]]:
     try:
         reader = pacsv.open_csv(open_binary(path), read_options=read, parse_options=parse, convert_options=convert)
         for items in _rows(reader):
+            done += len(items)
             yield bad + items
             bad.clear()
-    except pa.ArrowInvalid as exc:
-        bad.append(Item("line ?", error=("bad_csv", f"{path.name}: the CSV stops parsing here ({exc}).")))
+    except (pa.ArrowException, OSError, EOFError) as exc:
+        bad.append(Item(f"row {done}", error=("bad_csv", f"{path.name}: the CSV stops parsing after {done} rows ({str(exc)[:200]}).")))
     if bad:
         yield bad
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from gamelog.read.items import Item, batched
 from gamelog.read.json import BOM
-from gamelog.read.streams import STREAM_ERRORS, open_binary, stream_error_detail
+from gamelog.read.streams import STREAM_ERRORS, bounded_lines, open_binary, stream_error_detail
 
 SPLITS = ("file", "line", "blank-line")
 
@@ -28,24 +28,25 @@ def _documents(path: Path, split: str, max_record_bytes: int) -> Iterator[Item]:
     number = 0
     with open_binary(path) as stream:
         try:
-            for number, line in enumerate(stream, start=1):
-                if number == 1 and line.startswith(BOM):
+            for number, (line, length) in enumerate(bounded_lines(stream, max_record_bytes), start=1):
+                huge = line is None  # a line over the limit: counted, never stored
+                if not huge and number == 1 and line.startswith(BOM):
                     line = line[len(BOM):]
-                blank = not line.strip()
+                blank = not huge and not line.strip()
                 if split == "line" or (split == "blank-line" and blank):
-                    if block:
+                    if block or size:
                         yield _document(block, first, number - 1, max_record_bytes, size)
                         block, size = [], 0
                     if blank:
                         continue
-                if not block:
+                if not block and not size:
                     first = number
-                if size <= max_record_bytes:  # past the limit keep counting, not storing
+                if not huge and size + length <= max_record_bytes:
                     block.append(line)
-                size += len(line)
+                size += length
         except STREAM_ERRORS as exc:
             yield Item(f"line {number + 1}", error=("truncated_file", stream_error_detail(path, exc)))
-    if block:
+    if block or size:
         yield _document(block, first, number, max_record_bytes, size)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -14,6 +15,27 @@ def publish(tmp: Path, final: Path) -> None:
     with open(tmp, "rb") as handle:
         os.fsync(handle.fileno())
     os.replace(tmp, final)
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def shard_entries(out: Path, names: list[str]) -> list[dict]:
+    """name, rows and sha256 of each published shard, as report.json and manifest.json list them."""
+    import pyarrow.parquet as pq
+
+    return [{"name": n, "rows": pq.ParquetFile(out / n).metadata.num_rows, "sha256": sha256(out / n)} for n in names]
+
+
+def remove_stale_temporaries(out: Path) -> None:
+    """Temporary files of an earlier run that was killed before it could publish them."""
+    for stale in out.glob(".*.tmp-*"):
+        stale.unlink(missing_ok=True)
 
 
 def write_text(path: Path, text: str) -> None:

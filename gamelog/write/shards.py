@@ -14,6 +14,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from gamelog.errors import GamelogError
 from gamelog.records import Episode, Reject, arrow_schema, json_fields
 from gamelog.write.atomic import publish, temporary
 
@@ -75,6 +76,12 @@ class ShardWriter:
         self.rows_in_shard = 0
 
     def write(self, table: pa.Table) -> None:
+        try:
+            self._write(table)
+        except OSError as exc:
+            raise GamelogError(f"{self.out}: cannot write the output ({exc.strerror or exc}); free some space or choose another --out. Nothing was published under a final name.") from None
+
+    def _write(self, table: pa.Table) -> None:
         while table.num_rows:
             if self.writer is None or (self.rows_in_shard >= self.shard_rows and not self.single):
                 self._close_current()
@@ -92,7 +99,10 @@ class ShardWriter:
 
     def finish(self) -> list[str]:
         """Publish every shard under its final name; returns the names."""
-        self._close_current()
+        try:
+            self._close_current()
+        except OSError as exc:
+            raise GamelogError(f"{self.out}: cannot write the output ({exc.strerror or exc}); free some space or choose another --out. Nothing was published under a final name.") from None
         for tmp, final in self.pending:
             publish(tmp, final)
         names = [final.name for _, final in self.pending]
