@@ -46,3 +46,9 @@ def run(tmp_path):
         return Converted(out, report)
 
     return _run
+
+
+def pytest_configure(config):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))  # `hostile.cases` imports from tests/

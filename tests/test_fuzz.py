@@ -42,3 +42,22 @@ def test_convert_never_crashes_and_accounts_for_every_record(tmp_path_factory, r
     assert all(r["location"].startswith("line ") and r["reason"] for r in rejects)
     for episode in episodes:
         Episode.model_validate(episode)
+
+
+CONTAINERS = st.sampled_from(["data.jsonl", "data.json", "data.txt", "data.csv", "data.jsonl.gz"])
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(blob=st.one_of(st.binary(max_size=400), st.lists(st.sampled_from([b"{", b"}", b"[", b"]", b'"', b":", b",", b"\n", b"\r\n", b"\xef\xbb\xbf", b"\x00", b"\xff", b'"text"', b'"a"', b"1", b"null", b" "]), max_size=60).map(b"".join)), name=CONTAINERS)
+def test_readers_never_crash_on_arbitrary_bytes(tmp_path_factory, blob, name):
+    import gzip
+
+    path = tmp_path_factory.mktemp("bytes") / name
+    path.write_bytes(gzip.compress(blob) if name.endswith(".gz") else blob)
+    tally = Tally()
+    batches = list(convert_source(str(path), ConvertOptions(dedup="none"), tally, {}))
+    rejects = [r for _, bad in batches for r in bad]
+    assert tally.read == tally.converted + sum(tally.rejected.values()) == tally.converted + len(rejects)
+    for rows, _ in batches:
+        for episode in rows:
+            Episode.model_validate(episode)

@@ -30,14 +30,14 @@ def system_turns(record: dict) -> list[dict]:
 
 
 def sharegpt_turns(record: dict, ctx: Context, key: str = "conversations") -> list[dict]:
-    if key not in record:
+    if record.get(key) is None:
         raise RecordError("missing_field", f"missing '{key}'; present keys: {sorted(record)[:12]}.")
     turns = conversation_turns(record[key], ctx, key, role_key="from", content_key="value")
     return system_turns(record) + turns
 
 
 def openai_turns(record: dict, ctx: Context, key: str = "messages") -> list[dict]:
-    if key not in record:
+    if record.get(key) is None:
         raise RecordError("missing_field", f"missing '{key}'; present keys: {sorted(record)[:12]}.")
     return system_turns(record) + conversation_turns(record[key], ctx, key)
 

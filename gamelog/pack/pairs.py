@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from gamelog.errors import GamelogError, RecordError
 from gamelog.pack.segments import PackCounts
-from gamelog.pack.tokens import LossPolicy, build_segment
+from gamelog.pack.tokens import LossPolicy, build_segments
 from gamelog.records import PreferenceRow, arrow_schema
 from gamelog.write.atomic import remove_stale_temporaries, write_text
 from gamelog.write.shards import REJECT_SCHEMA, ShardWriter
@@ -51,7 +51,9 @@ def encode_pair(chosen: dict, rejected: dict, render, tokenizer, policy: LossPol
         raise RecordError("prompt_mismatch", "chosen and rejected share no opening move.")
     rendered = [render(chosen), render(rejected)]
     encodings = tokenizer.encode_batch([r.text for r in rendered], add_special_tokens=False)
-    segments = [build_segment(e, r, enc, policy, None) for e, r, enc in zip((chosen, rejected), rendered, encodings)]
+    segments, failures = build_segments([chosen, rejected], rendered, encodings, policy, None)
+    if failures:
+        raise next(iter(failures.values()))
     cut = int(np.argmax(segments[0].turn >= split_turn)) if (segments[0].turn >= split_turn).any() else len(segments[0])
     if cut == 0 or not np.array_equal(segments[0].ids[:cut], segments[1].ids[:cut]):
         raise RecordError("prompt_mismatch", f"the encodings of chosen and rejected differ inside their shared moves (a merge across the boundary at move {split_turn}).")

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gamelog.errors import GamelogError, RecordError
-from gamelog.pack.tokens import LossPolicy, Segment, build_segment
+from gamelog.pack.tokens import LossPolicy, Segment, build_segments
 from gamelog.render import Rendered
 
 OVERFLOW = ("split", "truncate", "drop", "error")
@@ -58,12 +58,16 @@ def encode_episodes(episodes: list[dict], *, render: Callable[[dict], Rendered],
             except RecordError as exc:
                 _reject(episode, exc, counts, rejects)
         encodings = tokenizer.encode_batch([r.text for _, r in rendered], add_special_tokens=False)
-        for (episode, r), encoding in zip(rendered, encodings):
-            try:
-                segment = build_segment(episode, r, encoding, policy, gamma)
-            except RecordError as exc:
-                _reject(episode, exc, counts, rejects)
-                continue
+        empty = {k for k, e in enumerate(encodings) if not e.ids}
+        kept = [k for k in range(len(rendered)) if k not in empty]
+        for k in sorted(empty):
+            _reject(rendered[k][0], RecordError("empty_tokens", "the rendered episode encodes to no tokens."), counts, rejects)
+        if not kept:
+            continue
+        built, failures = build_segments([rendered[k][0] for k in kept], [rendered[k][1] for k in kept], [encodings[k] for k in kept], policy, gamma)
+        for position, exc in failures.items():
+            _reject(rendered[kept[position]][0], exc, counts, rejects)
+        for segment in built:
             if not segment.mask.any():
                 counts.episodes_skipped += 1
                 continue

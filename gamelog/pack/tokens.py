@@ -13,6 +13,7 @@ episode that fails is rejected with reason `mask_mismatch`, never packed wrong.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import chain
 
 import numpy as np
 
@@ -60,53 +61,6 @@ class LossPolicy:
 WHITESPACE = np.asarray([9, 10, 11, 12, 13, 32], dtype=np.uint32)
 
 
-def anchors(text: str, offsets: np.ndarray) -> np.ndarray:
-    """Where each token is placed: its first non-blank character (its start when it is all blank).
-
-    Byte-level BPE glues the space before a word to the word (" Hello" after "Assistant:"), and
-    special tokens may swallow the blanks after them: the first visible character says whose
-    token it is.
-    """
-    codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
-    index = np.where(np.isin(codes, WHITESPACE), len(codes), np.arange(len(codes)))
-    next_visible = np.append(np.minimum.accumulate(index[::-1])[::-1], len(codes))
-    start, end = offsets[:, 0], offsets[:, 1]
-    visible = next_visible[np.clip(start, 0, len(codes))]
-    return np.where(visible < end, visible, start)
-
-
-def token_arrays(rendered: Rendered, offsets: np.ndarray, trained: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(move index per token, loss mask per token) from where each token is anchored."""
-    starts = np.asarray(rendered.starts, dtype=np.int64)
-    content_start = np.asarray([c[0] for c in rendered.content], dtype=np.int64)
-    trained_end = np.asarray(rendered.trained_end, dtype=np.int64)
-    token_start = anchors(rendered.text, offsets)
-    turn = np.searchsorted(starts, token_start, side="right") - 1
-    inside = np.clip(turn, 0, None)
-    mask = (turn >= 0) & trained[inside] & (token_start >= content_start[inside]) & (token_start < trained_end[inside])
-    return turn.astype(np.int32), mask.astype(np.uint8)
-
-
-def check_mask(rendered: Rendered, offsets: np.ndarray, mask: np.ndarray, trained: np.ndarray) -> None:
-    """Trained tokens cover each trained move and nothing of the others (edge whitespace aside)."""
-    text = rendered.text
-    covered = np.zeros(len(text) + 1, dtype=np.int32)
-    chosen = offsets[mask.astype(bool)]
-    np.add.at(covered, chosen[:, 0], 1)
-    np.add.at(covered, chosen[:, 1], -1)
-    covered = np.cumsum(covered)[:-1] > 0
-    for i, (begin, end) in enumerate(rendered.content):
-        body = text[begin:end]
-        lo = begin + (len(body) - len(body.lstrip()))
-        hi = end - (len(body) - len(body.rstrip()))
-        if hi <= lo:
-            continue
-        if trained[i] and not covered[lo:hi].all():
-            raise RecordError("mask_mismatch", f"move {i} ({rendered.turns[i]['role']}) is not fully covered by trained tokens.")
-        if not trained[i] and covered[lo:hi].any():
-            raise RecordError("mask_mismatch", f"move {i} ({rendered.turns[i]['role']}) is not trained but shares tokens with a trained move (a merge across the move boundary).")
-
-
 def move_rewards(turns: list[dict]) -> np.ndarray | None:
     rewards = [t["reward"] for t in turns]
     if all(r is None for r in rewards):
@@ -114,12 +68,12 @@ def move_rewards(turns: list[dict]) -> np.ndarray | None:
     return np.asarray([0.0 if r is None else r for r in rewards], dtype=np.float32)
 
 
-def move_returns(turns: list[dict], gamma: float) -> np.ndarray:
+def move_returns(turns: list[dict], gamma: float) -> list[float]:
     """Per move: discounted sum of this and later player-2 rewards, discounting per player-2 move.
 
     A player-1 move gets the return of the next player-2 move (the value of the state it leaves).
     """
-    out = np.zeros(len(turns), dtype=np.float32)
+    out = [0.0] * len(turns)
     running = 0.0
     for i in range(len(turns) - 1, -1, -1):
         turn = turns[i]
@@ -129,26 +83,119 @@ def move_returns(turns: list[dict], gamma: float) -> np.ndarray:
     return out
 
 
-def build_segment(episode: dict, rendered: Rendered, encoding, policy: LossPolicy, gamma: float | None) -> Segment:
-    ids = np.asarray(encoding.ids, dtype=np.int32)
-    if len(ids) == 0:
-        raise RecordError("empty_tokens", "the rendered episode encodes to no tokens.")
-    offsets = np.asarray(encoding.offsets, dtype=np.int64).reshape(-1, 2)
-    turns = rendered.turns
-    trained = np.asarray([policy.trains(t, episode["regime"]) for t in turns], dtype=bool)
-    turn, mask = token_arrays(rendered, offsets, trained)
-    check_mask(rendered, offsets, mask, trained)
+@dataclass
+class Batch:
+    """Many rendered episodes laid end to end, so every per-token step is one numpy operation."""
+
+    text_base: np.ndarray  # where each episode's text starts in the joined text
+    codes: np.ndarray  # the joined text as code points
+    turn_start: np.ndarray  # per move, in joined-text coordinates
+    content_start: np.ndarray
+    content_end: np.ndarray
+    trained_end: np.ndarray
+    first_turn: np.ndarray  # per episode: index of its first move
+    trained: np.ndarray  # per move: is it a training target
+
+
+def lay_out(episodes: list[dict], rendered: list[Rendered], policy: LossPolicy) -> Batch:
+    sizes = np.fromiter((len(r.text) for r in rendered), dtype=np.int64, count=len(rendered))
+    text_base = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+    turns_per = np.fromiter((len(r.turns) for r in rendered), dtype=np.int64, count=len(rendered))
+    base = np.repeat(text_base, turns_per)
+    flat = lambda key: np.fromiter((x for r in rendered for x in getattr(r, key)), dtype=np.int64)
+    content = np.asarray([c for r in rendered for c in r.content], dtype=np.int64).reshape(-1, 2)
+    trained = np.fromiter((policy.trains(t, e["regime"]) for e, r in zip(episodes, rendered) for t in r.turns), dtype=bool)
+    return Batch(
+        text_base=text_base,
+        codes=np.frombuffer("".join(r.text for r in rendered).encode("utf-32-le"), dtype=np.uint32),
+        turn_start=flat("starts") + base,
+        content_start=content[:, 0] + base,
+        content_end=content[:, 1] + base,
+        trained_end=flat("trained_end") + base,
+        first_turn=np.concatenate([[0], np.cumsum(turns_per)[:-1]]).astype(np.int64),
+        trained=trained,
+    )
+
+
+def visible_bounds(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """next_visible[i]: first non-blank position >= i; prev_visible[i]: last non-blank position < i (or -1)."""
+    n = len(codes)
+    blank = np.isin(codes, WHITESPACE)
+    index = np.where(blank, n, np.arange(n))
+    next_visible = np.append(np.minimum.accumulate(index[::-1])[::-1], n)
+    before = np.where(blank, -1, np.arange(n))
+    prev_visible = np.concatenate([[-1], np.maximum.accumulate(before)])
+    return next_visible, prev_visible
+
+
+def build_segments(episodes: list[dict], rendered: list[Rendered], encodings: list, policy: LossPolicy, gamma: float | None) -> tuple[list[Segment], dict[int, RecordError]]:
+    """Segments for a batch of rendered episodes; failures map episode position -> RecordError."""
+    batch = lay_out(episodes, rendered, policy)
+    lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
+    ids = np.fromiter(chain.from_iterable(e.ids for e in encodings), dtype=np.int32, count=int(lengths.sum()))
+    offsets = np.fromiter(chain.from_iterable(chain.from_iterable(e.offsets for e in encodings)), dtype=np.int64, count=2 * len(ids)).reshape(-1, 2)
+    episode_of = np.repeat(np.arange(len(encodings)), lengths)
+    offsets += batch.text_base[episode_of][:, None]
+    next_visible, prev_visible = visible_bounds(batch.codes)
+    # a token belongs to the move of its first visible character (its start when all blank)
+    visible = next_visible[np.clip(offsets[:, 0], 0, len(batch.codes))]
+    anchor = np.where(visible < offsets[:, 1], visible, offsets[:, 0])
+    turn = np.searchsorted(batch.turn_start, anchor, side="right") - 1
+    turn = np.where(turn >= batch.first_turn[episode_of], turn, -1)
     inside = np.clip(turn, 0, None)
-    players = np.asarray([t["player"] for t in turns], dtype=np.int8)
-    player = np.where(turn >= 0, players[inside], 1).astype(np.int8)
-    rewards = move_rewards(turns)
-    reward = None if rewards is None else np.where(turn >= 0, rewards[inside], 0).astype(np.float32)
-    returns = None
-    if gamma is not None:
-        returns = np.where(turn >= 0, move_returns(turns, gamma)[inside], 0).astype(np.float32)
-    weights = [t.get("weight") for t in turns]
-    weight = None
-    if any(w is not None for w in weights):
-        per_move = np.asarray([1.0 if w is None else w for w in weights], dtype=np.float32)
-        weight = np.where(turn >= 0, per_move[inside], 1.0).astype(np.float32)
-    return Segment(episode["episode_id"], ids, mask, player, reward, returns, turn, weight)
+    mask = (turn >= 0) & batch.trained[inside] & (anchor >= batch.content_start[inside]) & (anchor < batch.trained_end[inside])
+    failures = check_masks(batch, offsets[mask], next_visible, prev_visible, rendered)
+    return _segments(episodes, rendered, encodings, lengths, ids, turn, inside, mask.astype(np.uint8), batch, gamma, failures), failures
+
+
+def check_masks(batch: Batch, trained_offsets: np.ndarray, next_visible: np.ndarray, prev_visible: np.ndarray, rendered: list[Rendered]) -> dict[int, RecordError]:
+    """Trained tokens cover each trained move and nothing of the others (edge whitespace aside)."""
+    covered = np.zeros(len(batch.codes) + 1, dtype=np.int64)
+    np.add.at(covered, trained_offsets[:, 0], 1)
+    np.add.at(covered, trained_offsets[:, 1], -1)
+    covered_total = np.concatenate([[0], np.cumsum(np.cumsum(covered)[:-1] > 0)])
+    lo = next_visible[batch.content_start]
+    hi = prev_visible[batch.content_end] + 1
+    span = np.maximum(hi - lo, 0)
+    hit = np.where(span > 0, covered_total[np.clip(hi, 0, None)] - covered_total[np.clip(lo, 0, len(batch.codes))], 0)
+    bad = np.flatnonzero(np.where(batch.trained, hit != span, hit != 0))
+    failures: dict[int, RecordError] = {}
+    episode_of_turn = np.searchsorted(batch.first_turn, bad, side="right") - 1
+    for turn_index, episode in zip(bad.tolist(), episode_of_turn.tolist()):
+        if episode in failures:
+            continue
+        move = turn_index - int(batch.first_turn[episode])
+        role = rendered[episode].turns[move]["role"]
+        if batch.trained[turn_index]:
+            failures[episode] = RecordError("mask_mismatch", f"move {move} ({role}) is not fully covered by trained tokens.")
+        else:
+            failures[episode] = RecordError("mask_mismatch", f"move {move} ({role}) is not trained but shares tokens with a trained move (a merge across the move boundary).")
+    return failures
+
+
+def _segments(episodes, rendered, encodings, lengths, ids, turn, inside, mask, batch: Batch, gamma, failures) -> list[Segment]:
+    turns = [t for r in rendered for t in r.turns]
+    player = np.where(turn >= 0, np.fromiter((t["player"] for t in turns), dtype=np.int8, count=len(turns))[inside], 1).astype(np.int8)
+    per_move = lambda values: np.asarray(values, dtype=np.float32)[inside]
+    reward = per_move([t["reward"] or 0.0 for t in turns])
+    weight = per_move([1.0 if t.get("weight") is None else t["weight"] for t in turns])
+    returns = per_move([g for r in rendered for g in move_returns(r.turns, gamma)]) if gamma is not None else None
+    local_turn = (turn - np.repeat(batch.first_turn, lengths)).astype(np.int32)
+    bounds = np.concatenate([[0], np.cumsum(lengths)])
+    segments = []
+    for k, (episode, r) in enumerate(zip(episodes, rendered)):
+        if k in failures:
+            continue
+        a, b = int(bounds[k]), int(bounds[k + 1])
+        has_reward = any(t["reward"] is not None for t in r.turns)
+        has_weight = any(t.get("weight") is not None for t in r.turns)
+        segments.append(
+            Segment(
+                episode["episode_id"], ids[a:b], mask[a:b], player[a:b],
+                reward[a:b] if has_reward else None,
+                returns[a:b] if returns is not None else None,
+                np.where(turn[a:b] >= 0, local_turn[a:b], -1).astype(np.int32),
+                weight[a:b] if has_weight else None,
+            )
+        )
+    return segments

@@ -47,13 +47,15 @@ def read_csv(path: Path, **_) -> Iterator[list[Item]]:
     done = 0
 
     def on_invalid(row) -> str:
-        detail = f"line {row.number}: expected {row.expected_columns} fields, found {row.actual_columns}; fix the quoting of this row."
-        bad.append(Item(f"line {row.number}", error=("bad_csv", detail), raw=row.text))
+        # pyarrow knows line numbers only when values may not hold newlines; else say which block
+        location = f"line {row.number}" if row.number is not None else f"after row {done}"
+        detail = f"{location}: expected {row.expected_columns} fields, found {row.actual_columns}; fix the quoting of this row."
+        bad.append(Item(location, error=("bad_csv", detail), raw=row.text))
         return "skip"
 
     delimiter = "\t" if path.name.lower().removesuffix(".gz").removesuffix(".zst").endswith(".tsv") else ","
     parse = pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True, invalid_row_handler=on_invalid)
-    convert = pacsv.ConvertOptions(strings_can_be_null=False, quoted_strings_can_be_null=False)
+    convert = pacsv.ConvertOptions(strings_can_be_null=False, quoted_strings_can_be_null=False, check_utf8=True)
     read = pacsv.ReadOptions(block_size=1 << 22)
     try:
         reader = pacsv.open_csv(open_binary(path), read_options=read, parse_options=parse, convert_options=convert)
@@ -61,7 +63,7 @@ def read_csv(path: Path, **_) -> Iterator[list[Item]]:
             done += len(items)
             yield bad + items
             bad.clear()
-    except (pa.ArrowException, OSError, EOFError) as exc:
+    except (pa.ArrowException, OSError, EOFError, UnicodeDecodeError) as exc:
         bad.append(Item(f"row {done}", error=("bad_csv", f"{path.name}: the CSV stops parsing after {done} rows ({str(exc)[:200]}).")))
     if bad:
         yield bad
