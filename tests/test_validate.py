@@ -104,3 +104,19 @@ def test_usage_errors_exit_2(tmp_path):
 def test_meta_is_json_in_parquet(converted):
     row = pq.read_table(converted.out / "episodes-00000.parquet").slice(0, 1).to_pylist()[0]
     assert orjson.loads(row["meta"])["location"] == "item 0"
+
+
+def test_episode_shard_damage_is_named(run):
+    result = run(shared("instruct/alpaca_data_cleaned_1000.json"), shard_rows=300)
+    shards = sorted(result.out.glob("episodes-*.parquet"))
+    assert validate(result.out).valid and len(shards) == 4
+    flipped = bytearray(shards[0].read_bytes())
+    flipped[len(flipped) // 3] ^= 0x01
+    shards[0].write_bytes(bytes(flipped))
+    shards[1].write_bytes(shards[1].read_bytes()[:-100])  # truncated
+    shards[2].unlink()  # missing
+    problems = validate(result.out).listed
+    named = {(p.rule, p.file) for p in problems}
+    assert ("checksum", shards[0].name) in named
+    assert ("readable", shards[1].name) in named
+    assert ("missing_shard", shards[2].name) in named
