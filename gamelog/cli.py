@@ -57,11 +57,16 @@ def convert(
     strict: Annotated[bool, typer.Option(help="Stop at the first record that cannot be converted.")] = False,
     shard_rows: Annotated[int, typer.Option(help="Episodes per output shard.", min=1)] = 100_000,
     max_record_bytes: Annotated[int, typer.Option(help="Records larger than this are rejected as record_too_large.", min=1)] = 64 * 1024 * 1024,
+    infer_roles: Annotated[bool, typer.Option(help="Text documents: find speakers and turns where the text has them (as --format transcript).")] = False,
+    turn_separator: Annotated[Optional[str], typer.Option(help="Transcripts: utterances separated by this string alternate between two parties (e.g. ' __eou__ ', '\\n\\n').")] = None,
+    player2: Annotated[Optional[str], typer.Option(help="Transcripts: the speaker who plays 2 (default: known labels, else the most frequent responder).")] = None,
+    perspectives: Annotated[str, typer.Option(help="Transcripts: one episode, or 'all' (one per speaker as player 2).")] = "one",
+    spacy_model: Annotated[Optional[str], typer.Option(help="Transcripts: an installed spaCy pipeline for question detection (default: rules on spaCy's blank English).")] = None,
 ) -> None:
     """Convert raw data into player-tagged episodes (Parquet), with rejects and a report."""
-    from gamelog.convert import ConvertOptions, convert as run
-    from gamelog.formats import resolve
+    from gamelog.convert import ConvertOptions, convert as run, resolve
     from gamelog.formats.recipe import load_recipe
+    from gamelog.roles import RoleOptions
 
     options = ConvertOptions(
         format=format if format == "auto" else resolve(format),
@@ -73,7 +78,11 @@ def convert(
         shard_rows=shard_rows,
         unanswerable=unanswerable.value,
         max_record_bytes=max_record_bytes,
+        infer_roles=infer_roles,
+        roles=RoleOptions(turn_separator=turn_separator, player2=player2, perspectives=perspectives, spacy_model=spacy_model),
     )
+    if perspectives not in ("one", "all"):
+        _fail("--perspectives takes one or all.")
     report = run(inputs, out=out, options=options)
     from gamelog.summary import print_convert_summary
 
@@ -164,9 +173,10 @@ def schemas(
 @app.command()
 def formats() -> None:
     """List the input formats that convert understands."""
-    from gamelog.formats import ALIASES, FORMATS
+    from gamelog.convert import ALL_FORMATS
+    from gamelog.formats import ALIASES
 
-    for name, fmt in FORMATS.items():
+    for name, fmt in ALL_FORMATS.items():
         typer.echo(f"{name:20s} {fmt.summary}")
     typer.echo("aliases: " + ", ".join(f"{a} = {n}" for a, n in ALIASES.items()))
 

@@ -20,7 +20,9 @@ import orjson
 
 from gamelog import __version__
 from gamelog.errors import GamelogError, RecordError
-from gamelog.formats import FORMATS, resolve
+from gamelog.formats import ALIASES, FORMATS, Format
+from gamelog.roles import RoleOptions
+from gamelog.roles.transcript import TRANSCRIPT
 from gamelog.formats.common import ABSTAIN_TEXT, ROLE_ALIASES, Context
 from gamelog.formats.detect import SAMPLE, describe_keys, detect_format
 from gamelog.formats.recipe import Recipe
@@ -28,6 +30,16 @@ from gamelog.read import DEFAULT_MAX_RECORD_BYTES, Item, expand_inputs, raw_text
 from gamelog.records import ConvertReport
 from gamelog.write.atomic import remove_stale_temporaries, shard_entries, write_text
 from gamelog.write.shards import EPISODE_SCHEMA, REJECT_SCHEMA, ShardWriter, episode_table
+
+ALL_FORMATS: dict[str, Format] = FORMATS | {"transcript": TRANSCRIPT}
+
+
+def resolve(name: str) -> str:
+    name = ALIASES.get(name, name)
+    if name not in ALL_FORMATS:
+        raise GamelogError(f"unknown format '{name}'; choose one of: auto, {', '.join(ALL_FORMATS)}.")
+    return name
+
 
 WRITE_BATCH = 1024  # episodes per written batch (one Parquet row group) ...
 WRITE_BATCH_BYTES = 1 << 20  # ... or fewer, once their text reaches this size: memory stays flat
@@ -45,10 +57,13 @@ class ConvertOptions:
     unanswerable: str = "keep"  # keep | reject
     abstain_text: str = ABSTAIN_TEXT
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
+    infer_roles: bool = False  # text documents go through role inference (the transcript format)
+    roles: RoleOptions = field(default_factory=RoleOptions)
 
     def settings(self) -> dict:
-        settings = {k: v for k, v in self.__dict__.items() if k != "recipe"}
+        settings = {k: v for k, v in self.__dict__.items() if k not in ("recipe", "roles")}
         settings["recipe"] = self.recipe.name if self.recipe else None
+        settings["roles"] = self.roles.__dict__
         return settings
 
 
@@ -100,6 +115,8 @@ def convert_source(source: str, options: ConvertOptions, tally: Tally, seen: dic
     if first is None:
         return
     name = _choose_format(source, first, options)
+    if name == "text" and options.infer_roles:
+        name = "transcript"
     tally.formats[source] = name or "unknown"
     ctx = _context(source, options)
     rows: list[dict] = []
@@ -137,7 +154,7 @@ def _chain(first: list[Item], rest: Iterable[list[Item]]) -> Iterator[list[Item]
 
 
 def _records(batch: list[Item], name: str | None) -> Iterator[tuple[str, object, tuple | None, object]]:
-    explode = FORMATS[name].explode if name else None
+    explode = ALL_FORMATS[name].explode if name else None
     for item in batch:
         if explode is None or item.error:
             yield item.location, item.value, item.error, item.raw
@@ -166,6 +183,7 @@ def _context(source: str, options: ConvertOptions) -> Context:
         game=recipe.game if recipe else "cooperative",
         unanswerable=(recipe.unanswerable if recipe and recipe.unanswerable else options.unanswerable),
         abstain_text=options.abstain_text,
+        options=options.roles,
     )
 
 
@@ -185,7 +203,7 @@ def _convert_record(value, location: str, name: str | None, ctx: Context, option
     if name is None:
         raise RecordError("unknown_format", f"no known format matches keys [{describe_keys([value])}]; pass --format NAME or --recipe pipelines/NAME.toml.")
     ctx.location = location
-    found = FORMATS[name].convert(value, ctx)
+    found = ALL_FORMATS[name].convert(value, ctx)
     if options.dedup == "exact":
         _check_duplicate(found, ctx, seen)
     return found

@@ -61,12 +61,3 @@ FORMATS: dict[str, Format] = {
     "text": Format(convert_text, lambda r: "text" in r, summary="raw text: .txt documents, {text} rows"),
 }
 ALIASES = {"nq-open": "qa", "sharegpt-dpo": "sharegpt-preference", "hh": "hh-rlhf", "pretrain": "text", "chatml": "openai"}
-
-
-def resolve(name: str) -> str:
-    from gamelog.errors import GamelogError
-
-    name = ALIASES.get(name, name)
-    if name not in FORMATS:
-        raise GamelogError(f"unknown format '{name}'; choose one of: auto, {', '.join(FORMATS)}.")
-    return name

@@ -58,6 +58,7 @@ class Context:
     game: str = "cooperative"
     unanswerable: str = "keep"  # keep | reject
     abstain_text: str = ABSTAIN_TEXT
+    options: Any = None  # settings of converters defined further down (role inference)
 
     def episode_id(self, branch: str = "") -> str:
         key = f"{self.source}\x00{self.location}\x00{branch}".encode()
