@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
-.PHONY: demo test bench schemas clean
+.PHONY: demo test bench schemas clean chromium
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -13,8 +13,9 @@ $(VENV)/.base: pyproject.toml | $(BIN)/python
 	$(PIP) -e .
 	touch $@
 
-$(VENV)/.dev: pyproject.toml | $(BIN)/python
-	$(PIP) -e '.[dev]'
+# CI and `make test` take torch's CPU build (constraints/ci.txt); users are not pinned to it.
+$(VENV)/.dev: pyproject.toml constraints/ci.txt | $(BIN)/python
+	$(PIP) -e '.[dev,torch]' -c constraints/ci.txt
 	touch $@ $(VENV)/.base
 
 demo: $(VENV)/.base
@@ -24,8 +25,12 @@ demo: $(VENV)/.base
 	$(BIN)/gamelog pack out/demo --out out/demo-shards --seq-len 1024
 	$(BIN)/gamelog validate out/demo-shards
 
-test: $(VENV)/.dev
+test: $(VENV)/.dev chromium
 	$(BIN)/python -m pytest -q
+
+# the report test renders the HTML page in a real headless browser (Debian's chromium)
+chromium:
+	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || echo "chromium could not be installed: the browser test will fail"
 
 bench: $(VENV)/.dev
 	$(BIN)/python benchmarks/convert_memory.py

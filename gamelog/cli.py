@@ -83,7 +83,10 @@ def convert(
     )
     if perspectives not in ("one", "all"):
         _fail("--perspectives takes one or all.")
-    report = run(inputs, out=out, options=options)
+    from gamelog.progress import progress
+
+    with progress("convert", unit="records") as update:
+        report = run(inputs, out=out, options=options, on_progress=lambda t: update(t.read, f"{t.episodes:,} episodes"))
     from gamelog.summary import print_convert_summary
 
     print_convert_summary(report, out)
@@ -130,7 +133,14 @@ def pack(
         returns=returns, train_thoughts=train_thoughts, train_tool_calls=train_tool_calls, keep_suboptimal=keep_suboptimal,
         window=window, shard_rows=shard_rows,
     )
-    manifest = run(episodes, out=out, options=options)
+    from gamelog.progress import progress
+    from gamelog.validate import episode_files
+
+    import pyarrow.parquet as pq
+
+    total = sum(pq.ParquetFile(f).metadata.num_rows for f in episode_files(episodes))
+    with progress("pack", unit="episodes", total=total) as update:
+        manifest = run(episodes, out=out, options=options, on_progress=lambda c: update(c.episodes_read, f"{c.tokens_total:,} tokens"))
     print_pack_summary(manifest, out)
     if tokenizer == "builtin":
         typer.echo("note: packed with the built-in byte-level demo tokenizer; pass --tokenizer DIR of your model to train.", err=True)
@@ -151,6 +161,41 @@ def validate(
     else:
         print_validation(report)
     raise typer.Exit(0 if report.valid else 1)
+
+
+@app.command()
+def inspect(
+    path: Annotated[Path, typer.Argument(help="Episodes directory or file, or a packed directory.")],
+    episode: Annotated[Optional[str], typer.Option(help="Show this episode id (or the rows holding it).")] = None,
+    regime: Annotated[Optional[str], typer.Option(help="Only episodes of this regime.")] = None,
+    sample: Annotated[int, typer.Option(help="Show N at random (0: all).", min=0)] = 3,
+    seed: Annotated[int, typer.Option(help="Seed of the sample.")] = 0,
+    tokenizer: Annotated[Optional[str], typer.Option(help="Packed rows: tokenizer to decode with (default: the one in manifest.json).")] = None,
+) -> None:
+    """Show episodes (moves coloured by player) or packed rows (tokens coloured by loss mask)."""
+    from rich.console import Console
+
+    from gamelog.inspect import inspect as run
+
+    panels = run(path, episode=episode, regime=regime, sample=sample or None, seed=seed, tokenizer=tokenizer)
+    console = Console()
+    for panel in panels:
+        console.print(panel)
+    console.print(f"{len(panels)} shown")
+
+
+@app.command()
+def report(
+    path: Annotated[Path, typer.Argument(help="Episodes directory (from convert).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The HTML file to write.")] = Path("report.html"),
+    shards: Annotated[Optional[Path], typer.Option(help="A packed directory (from pack) to add packing plots.")] = None,
+    tokenizer: Annotated[Optional[str], typer.Option(help="Tokenizer for move lengths (default: the packed shards' one, else the byte-level builtin).")] = None,
+) -> None:
+    """Write one self-contained HTML page of plots about a dataset (no network needed to view it)."""
+    from gamelog.report import write_report
+
+    written = write_report(path, out=out, shards=shards, tokenizer=tokenizer)
+    typer.echo(f"wrote {written}")
 
 
 @app.command()

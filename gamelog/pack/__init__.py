@@ -94,7 +94,7 @@ def read_windows(path: Path, window: int):
         yield batch
 
 
-def pack(episodes: str | Path, *, out: Path, options: PackOptions) -> PackManifest:
+def pack(episodes: str | Path, *, out: Path, options: PackOptions, on_progress=None) -> PackManifest:
     if options.objective not in OBJECTIVES:
         raise GamelogError(f"unknown objective '{options.objective}'; choose one of: {', '.join(OBJECTIVES)}.")
     if options.overflow not in OVERFLOW:
@@ -133,6 +133,8 @@ def pack(episodes: str | Path, *, out: Path, options: PackOptions) -> PackManife
                 counts.segments += len(segments)
                 counts.tokens_total += sum(len(s) for s in segments)
                 counts.tokens_trained += int(sum(int(s.mask.sum()) for s in segments))
+            if on_progress:
+                on_progress(counts)
         names = shards.finish()
         rejects.finish()
     except BaseException:
