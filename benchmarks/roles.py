@@ -30,7 +30,8 @@ from gamelog.roles.evaluate import Score, false_dialogue_rate, play_script_truth
 EOU = " __eou__ "
 
 
-def hh_dialogues() -> list[list[tuple[str, str, int]]]:
+def hh_dialogues() -> list[tuple[str, list[tuple[str, str, int]]]]:
+    """(the original transcript, its turns as the hh-rlhf converter parses them)."""
     with gzip.open(SHARED / "preference" / "harmless-base_test.jsonl.gz", "rt", encoding="utf-8") as handle:
         records = [json.loads(line) for line in handle]
     dialogues = []
@@ -39,7 +40,7 @@ def hh_dialogues() -> list[list[tuple[str, str, int]]]:
             turns = transcript_turns(record["chosen"], "chosen")
         except Exception:  # the few transcripts gamelog rejects as data (an empty last turn)
             continue
-        dialogues.append([("Human" if t["player"] == 1 else "Assistant", t["content"], t["player"]) for t in turns])
+        dialogues.append((record["chosen"], [("Human" if t["player"] == 1 else "Assistant", t["content"], t["player"]) for t in turns]))
     return dialogues
 
 
@@ -130,8 +131,11 @@ def main() -> None:
     without.add(stripped, [(None, c, 0) for _, c, _ in truth], [(None, c, 0) for _, c, _ in predict(stripped, RoleOptions(turn_separator="\\n\\n"))])
     print(line("tinyshakespeare, labels removed (layout)", without) + "  (players: multi-party, not scored)")
     hh = hh_dialogues()
-    print(line("hh-rlhf harmless-base, labels kept", score(hh, labelled, plain, True)))
-    print(line("hh-rlhf harmless-base, __eou__ separated", score(hh, unlabelled, RoleOptions(turn_separator=EOU), False)))
+    original = {id(turns): text for text, turns in hh}
+    hh_turns = [turns for _, turns in hh]
+    print(line("hh-rlhf harmless-base, transcripts as given", score(hh_turns, lambda d: original[id(d)], plain, True)))
+    print(line("hh-rlhf harmless-base, one 'Name: text' line per turn", score(hh_turns, labelled, plain, True)))
+    print(line("hh-rlhf harmless-base, __eou__ separated", score(hh_turns, unlabelled, RoleOptions(turn_separator=EOU), False)))
     chats = chat_dialogues()
     print(line("shared chat dialogues, labels kept", score(chats, labelled, plain, True)))
     print(line("shared chat dialogues, __eou__ separated", score(chats, unlabelled, RoleOptions(turn_separator=EOU), False)))

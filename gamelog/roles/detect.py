@@ -54,7 +54,12 @@ def speaker_labels(text: str) -> list[Utterance] | None:
     if script:
         accepted = lambda name, rest, opens: not rest and opens and (known(name) or name[0].isupper())
     elif sum(c for n, c in inline.items() if known(n)) >= 2:  # a chat log with known labels: only those
-        accepted = lambda name, rest, opens: known(name)
+        opened = [opens for _, n, rest, opens in candidates if rest and known(n)]
+        if sum(opened) >= max(3, 0.75 * len(opened)) and len(opened) > sum(opened):
+            # turns set apart by blank lines (as HH-RLHF writes them): a label right under a line is content
+            accepted = lambda name, rest, opens: known(name) and opens
+        else:
+            accepted = lambda name, rest, opens: known(name)
     else:
         accepted = lambda name, rest, opens: known(name) or (name[0].isupper() and bool(rest) and inline[name] >= 2)
     starts = [(i, n, r) for i, n, r, opens in candidates if accepted(n, r, opens)]
