@@ -21,15 +21,15 @@ import orjson
 from gamelog import __version__
 from gamelog.errors import GamelogError, RecordError
 from gamelog.formats import ALIASES, FORMATS, Format
-from gamelog.roles import RoleOptions
-from gamelog.roles.transcript import TRANSCRIPT
 from gamelog.formats.common import ABSTAIN_TEXT, ROLE_ALIASES, Context
 from gamelog.formats.detect import SAMPLE, describe_keys, detect_format
 from gamelog.formats.recipe import Recipe
 from gamelog.read import DEFAULT_MAX_RECORD_BYTES, Item, expand_inputs, raw_text, read_items
 from gamelog.records import ConvertReport
-from gamelog.write.atomic import remove_stale_temporaries, shard_entries, write_text
-from gamelog.write.shards import EPISODE_SCHEMA, REJECT_SCHEMA, ShardWriter, episode_table
+from gamelog.roles import RoleOptions
+from gamelog.roles.transcript import TRANSCRIPT
+from gamelog.write.atomic import shard_entries, write_text
+from gamelog.write.shards import EPISODE_SCHEMA, REJECT_SCHEMA, ShardWriter, episode_table, publishing, reject_table
 
 ALL_FORMATS: dict[str, Format] = FORMATS | {"transcript": TRANSCRIPT}
 
@@ -81,27 +81,19 @@ class Tally:
 def convert(inputs: list[str], *, out: Path, options: ConvertOptions | None = None, on_progress: Callable[[Tally], None] | None = None) -> ConvertReport:
     options = options or ConvertOptions()
     sources = expand_inputs(inputs)
-    out.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(out)
     episodes = ShardWriter(out, "episodes", EPISODE_SCHEMA, shard_rows=options.shard_rows)
     rejects = ShardWriter(out, "rejects", REJECT_SCHEMA, shard_rows=0, single=True)
     tally, seen = Tally(), {}
-    try:
+    with publishing(out, episodes, rejects):
         for source in sources:
             for rows, bad in convert_source(source, options, tally, seen):
                 if rows:
                     episodes.write(episode_table(rows))
                 if bad:
-                    rejects.write(_reject_table(bad))
+                    rejects.write(reject_table(bad))
                 if on_progress:
                     on_progress(tally)
-        shards = episodes.finish()
-        rejects.finish()
-    except BaseException:
-        episodes.abort()
-        rejects.abort()
-        raise
-    report = _report(sources, options, tally, shard_entries(out, shards))
+    report = _report(sources, options, tally, shard_entries(out, episodes.names))
     write_text(out / "report.json", report.model_dump_json(indent=2))
     return report
 
@@ -223,12 +215,6 @@ def _reject(exc: RecordError, source: str, location: str, value, raw) -> dict:
         raw = orjson.dumps(value, default=str)
     detail = exc.detail if exc.detail.startswith(location) else f"{location}: {exc.detail}"
     return {"reason": exc.reason, "detail": detail, "source": source, "location": location, "raw": raw_text(raw)}
-
-
-def _reject_table(rows: list[dict]):
-    import pyarrow as pa
-
-    return pa.Table.from_pylist(rows, schema=REJECT_SCHEMA)
 
 
 def _report(sources: list[str], options: ConvertOptions, tally: Tally, shards: list[dict]) -> ConvertReport:

@@ -32,8 +32,8 @@ from gamelog.records import PackManifest
 from gamelog.render import TEMPLATES, render
 from gamelog.render.jinja import render_jinja
 from gamelog.validate import episode_files
-from gamelog.write.atomic import remove_stale_temporaries, shard_entries, write_text
-from gamelog.write.shards import REJECT_SCHEMA, ShardWriter
+from gamelog.write.atomic import shard_entries, write_text
+from gamelog.write.shards import REJECT_SCHEMA, ShardWriter, publishing, reject_table
 
 OBJECTIVES = ("auto", "sft", "pretrain", "preference")
 
@@ -107,14 +107,12 @@ def pack(episodes: str | Path, *, out: Path, options: PackOptions, on_progress=N
         from gamelog.pack.pairs import pack_pairs
 
         return pack_pairs(Path(episodes), out=out, options=options, tok=tok, template=template, renderer=make_renderer(tok, template, "sft"))
-    out.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(out)
     render_episode = make_renderer(tok, template, options.objective)
     policy = LossPolicy(thoughts=options.train_thoughts, tool_calls=options.train_tool_calls, suboptimal=options.keep_suboptimal)
     counts = PackCounts()
     shards = ShardWriter(out, "part", PACKED_SCHEMA, shard_rows=options.shard_rows)
     rejects = ShardWriter(out, "rejects", REJECT_SCHEMA, shard_rows=0, single=True)
-    try:
+    with publishing(out, shards, rejects):
         for window in read_windows(Path(episodes), options.window):
             counts.episodes_read += len(window)
             if options.objective == "pretrain":
@@ -122,7 +120,7 @@ def pack(episodes: str | Path, *, out: Path, options: PackOptions, on_progress=N
             bad: list[dict] = []
             segments = encode_episodes(window, render=render_episode, tokenizer=tok.tokenizer, policy=policy, gamma=options.returns, counts=counts, rejects=bad)
             if bad:
-                rejects.write(_table(bad))
+                rejects.write(reject_table(bad))
             encoded, dropped = len(segments), counts.episodes_dropped
             segments = fit(segments, seq_len=options.seq_len, overflow=options.overflow, counts=counts)
             counts.episodes_packed += encoded - (counts.episodes_dropped - dropped)
@@ -135,29 +133,16 @@ def pack(episodes: str | Path, *, out: Path, options: PackOptions, on_progress=N
                 counts.tokens_trained += int(sum(int(s.mask.sum()) for s in segments))
             if on_progress:
                 on_progress(counts)
-        names = shards.finish()
-        rejects.finish()
-    except BaseException:
-        shards.abort()
-        rejects.abort()
-        raise
-    manifest = _manifest(out, names, counts, options, tok, template)
-    write_text(out / "manifest.json", manifest.model_dump_json(indent=2))
-    return manifest
+    return write_manifest(out, shards.names, counts, options, tok, template)
 
 
-def _table(rows: list[dict]):
-    import pyarrow as pa
-
-    return pa.Table.from_pylist(rows, schema=REJECT_SCHEMA)
-
-
-def _manifest(out: Path, names: list[str], counts: PackCounts, options: PackOptions, tok: LoadedTokenizer, template: str) -> PackManifest:
+def write_manifest(out: Path, names: list[str], counts: PackCounts, options: PackOptions, tok: LoadedTokenizer, template: str) -> PackManifest:
+    """manifest.json, written last: its presence means the run finished."""
     values = {k: v for k, v in asdict(counts).items() if k != "rejected_by_reason"}
     rejected = dict(sorted(counts.rejected_by_reason.items()))
     efficiency = counts.tokens_total / (counts.rows * options.seq_len) if counts.rows else 0.0
     shards = shard_entries(out, names)
-    return PackManifest(
+    manifest = PackManifest(
         gamelog_version=__version__,
         settings=asdict(options),
         tokenizer={"name": tok.name, "sha256": tok.fingerprint},
@@ -168,3 +153,5 @@ def _manifest(out: Path, names: list[str], counts: PackCounts, options: PackOpti
         efficiency=round(efficiency, 6),
         shards=shards,
     )
+    write_text(out / "manifest.json", manifest.model_dump_json(indent=2))
+    return manifest

@@ -24,8 +24,7 @@ from gamelog.errors import GamelogError, RecordError
 from gamelog.pack.segments import PackCounts
 from gamelog.pack.tokens import LossPolicy, build_segments
 from gamelog.records import PreferenceRow, arrow_schema
-from gamelog.write.atomic import remove_stale_temporaries, write_text
-from gamelog.write.shards import REJECT_SCHEMA, ShardWriter
+from gamelog.write.shards import REJECT_SCHEMA, ShardWriter, publishing, reject_table
 
 PAIR_SCHEMA = arrow_schema(PreferenceRow)
 
@@ -61,15 +60,13 @@ def encode_pair(chosen: dict, rejected: dict, render, tokenizer, policy: LossPol
 
 
 def pack_pairs(episodes: Path, *, out: Path, options, tok, template: str, renderer) -> object:
-    from gamelog.pack import _manifest, read_windows
+    from gamelog.pack import read_windows, write_manifest
 
-    out.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(out)
     policy = LossPolicy(thoughts=options.train_thoughts, tool_calls=options.train_tool_calls, suboptimal=True)
     counts = PackCounts()
     shards = ShardWriter(out, "part", PAIR_SCHEMA, shard_rows=options.shard_rows)
     rejects = ShardWriter(out, "rejects", REJECT_SCHEMA, shard_rows=0, single=True)
-    try:
+    with publishing(out, shards, rejects):
         for window in read_windows(episodes, options.window):
             counts.episodes_read += len(window)
             rows, bad = [], []
@@ -88,16 +85,8 @@ def pack_pairs(episodes: Path, *, out: Path, options, tok, template: str, render
                 counts.rows += len(rows)
             counts.pairs = counts.rows + counts.pairs_rejected + counts.pairs_dropped
             if bad:
-                rejects.write(pa.Table.from_pylist(bad, schema=REJECT_SCHEMA))
-        names = shards.finish()
-        rejects.finish()
-    except BaseException:
-        shards.abort()
-        rejects.abort()
-        raise
-    manifest = _manifest(out, names, counts, options, tok, template)
-    write_text(out / "manifest.json", manifest.model_dump_json(indent=2))
-    return manifest
+                rejects.write(reject_table(bad))
+    return write_manifest(out, shards.names, counts, options, tok, template)
 
 
 def _pair_row(chosen, rejected, group_id, renderer, tokenizer, policy, options, counts: PackCounts, bad: list) -> dict | None:

@@ -8,6 +8,8 @@ an earlier run that the new one does not produce are removed, so a directory nev
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import orjson
@@ -16,7 +18,7 @@ import pyarrow.parquet as pq
 
 from gamelog.errors import GamelogError
 from gamelog.records import Episode, Reject, arrow_schema, json_fields
-from gamelog.write.atomic import publish, temporary
+from gamelog.write.atomic import publish, remove_stale_temporaries, temporary
 
 EPISODE_SCHEMA = arrow_schema(Episode)
 REJECT_SCHEMA = arrow_schema(Reject)
@@ -61,6 +63,7 @@ class ShardWriter:
         self.writer: pq.ParquetWriter | None = None
         self.rows_in_shard = 0
         self.rows = 0
+        self.names: list[str] = []  # final names, once published
 
     def _name(self, index: int) -> str:
         return f"{self.prefix}.parquet" if self.single else f"{self.prefix}-{index:05d}.parquet"
@@ -115,3 +118,25 @@ class ShardWriter:
         self._close_current()
         for tmp, _ in self.pending:
             tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def publishing(out: Path, *writers: ShardWriter) -> Iterator[None]:
+    """Run a block that writes shards: publish them all when it succeeds, leave no trace when it fails.
+
+    Temporaries of an earlier, killed run in `out` are removed first.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out)
+    try:
+        yield
+        for writer in writers:
+            writer.names = writer.finish()
+    except BaseException:
+        for writer in writers:
+            writer.abort()
+        raise
+
+
+def reject_table(rows: list[dict]) -> pa.Table:
+    return pa.Table.from_pylist(rows, schema=REJECT_SCHEMA)
