@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from gamelog.roles.detect import Utterance, question_answer, separated, speaker_labels
+from gamelog.roles.detectors import Utterance, question_answer, separated, speaker_labels
 
 PLAYER1_LABELS = {"human", "user", "q", "question", "customer", "interviewer", "host", "me"}
 PLAYER2_LABELS = {"assistant", "bot", "ai", "a", "answer", "agent", "interviewee", "guest", "you", "gpt", "model"}

@@ -90,7 +90,7 @@ def separated(text: str, separator: str) -> list[Utterance] | None:
 @lru_cache(maxsize=4)
 def pipeline(model: str | None):
     """spaCy: a blank English pipeline with a sentencizer (no download), or an installed model."""
-    import spacy
+    spacy = _import_spacy(blank_only=model is None)
 
     if model is None:
         nlp = spacy.blank("en")
@@ -105,6 +105,25 @@ def pipeline(model: str | None):
 
 
 QUESTION_LINE = re.compile(r"(?m)\?[ \t\r]*$")
+def _import_spacy(*, blank_only: bool):
+    """spaCy's layers import torch when it is installed (seconds); the blank pipeline never uses it.
+
+    So for the blank pipeline torch is hidden while spaCy loads, unless this process already has it.
+    """
+    import sys
+
+    if not blank_only or "torch" in sys.modules or "spacy" in sys.modules:
+        import spacy
+
+        return spacy
+    sys.modules["torch"] = None  # makes `import torch` fail fast inside thinc
+    try:
+        import spacy
+    finally:
+        del sys.modules["torch"]
+    return spacy
+
+
 WH_TAGS = {"WDT", "WP", "WP$", "WRB"}
 
 
