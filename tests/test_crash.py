@@ -4,7 +4,6 @@ finishes the job with byte-identical output; a full disk ends with a clear error
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
 import signal

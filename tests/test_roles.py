@@ -112,7 +112,6 @@ def test_convert_transcript_and_infer_roles(tmp_path, run):
     assert episode["meta"]["inferred_by"] == ["speaker_label", "speaker_label"] and episode["regime"] == "pretrain"
     docs = tmp_path / "docs.jsonl"
     docs.write_text(json.dumps({"text": "User: hi there\nAssistant: hello!"}) + "\n" + json.dumps({"text": "Just prose: nothing more."}) + "\n")
-    from gamelog.convert import ConvertOptions
     result = run(docs, infer_roles=True)
     assert [len(e["turns"]) for e in result.episodes] == [2, 1]
     assert result.episodes[1]["turns"][0]["role"] == "text"

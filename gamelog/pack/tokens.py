@@ -61,13 +61,6 @@ class LossPolicy:
 WHITESPACE = np.asarray([9, 10, 11, 12, 13, 32], dtype=np.uint32)
 
 
-def move_rewards(turns: list[dict]) -> np.ndarray | None:
-    rewards = [t["reward"] for t in turns]
-    if all(r is None for r in rewards):
-        return None
-    return np.asarray([0.0 if r is None else r for r in rewards], dtype=np.float32)
-
-
 def move_returns(turns: list[dict], gamma: float) -> list[float]:
     """Per move: discounted sum of this and later player-2 rewards, discounting per player-2 move.
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from gamelog.records import Episode
 from gamelog.validate import validate
 
-from hostile.cases import ROOT, cases, document, run_case
+from hostile.cases import ROOT, cases, run_case
 
 CASES = {case.name: case for case in cases()}
 
