@@ -32,8 +32,14 @@ test: $(VENV)/.dev chromium
 chromium:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || echo "chromium could not be installed: the browser test will fail"
 
-bench: $(VENV)/.dev
+$(VENV)/.bench: pyproject.toml constraints/ci.txt | $(BIN)/python
+	$(PIP) -e '.[dev,torch,bench]' -c constraints/ci.txt
+	touch $@
+
+bench: $(VENV)/.bench
+	$(BIN)/python benchmarks/speed.py
 	$(BIN)/python benchmarks/convert_memory.py
+	$(BIN)/python benchmarks/roles.py
 
 schemas: $(VENV)/.base
 	$(BIN)/gamelog schemas --out schemas

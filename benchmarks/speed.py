@@ -1,0 +1,150 @@
+"""End-to-end speed of gamelog's SFT preparation against TRL's, and against the raw tokenizer.
+
+    python benchmarks/speed.py [--conversations 20000]      # make bench runs it
+
+Workload: the conversations of ../shared/data/chat and ../shared/data/instruct as OpenAI
+messages (tool calls and results as assistant and user text, since phi-3-mini's template knows
+only system/user/assistant), repeated until there are --conversations of them, each made unique
+by a number in its first user move. Tokenizer: ../shared/data/tokenizers/phi-3-mini with its own
+chat template; seq_len 4096.
+
+- gamelog: `gamelog convert` + `gamelog pack` as whole processes (start-up and imports count).
+- TRL: `SFTTrainer._prepare_dataset` with packing=True, packing_strategy="bfd", two processes,
+  in a process of its own (imports count too). Skipped, with a note, when TRL is not installed
+  (`pip install -e '.[bench]'`).
+- raw tokenizer: `Tokenizer.encode_batch` with offsets on gamelog's rendered texts, in process.
+Printed: tokens/s of each, the ratios, packing efficiency, and `gamelog --help` start-up time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+TOKENIZER = SHARED / "tokenizers" / "phi-3-mini"
+SEQ_LEN = 4096
+AS_CHAT = {"system": "system", "user": "user", "context": "user", "tool": "user", "assistant": "assistant", "tool_call": "assistant", "thought": "assistant"}
+
+TRL_SCRIPT = r"""
+import json, sys, time
+started = time.perf_counter()
+from datasets import load_dataset
+from transformers import AutoTokenizer
+from trl import SFTConfig, SFTTrainer
+
+class Trainer:  # _prepare_dataset reads a few attributes of the trainer; none matter for SFT text
+    def __getattr__(self, name):
+        return None
+
+tokenizer = AutoTokenizer.from_pretrained(sys.argv[1])
+dataset = load_dataset("json", data_files=sys.argv[2], split="train")
+args = SFTConfig(output_dir=sys.argv[3], packing=True, packing_strategy="bfd", max_length=int(sys.argv[4]), dataset_num_proc=2, report_to=[], use_cpu=True, bf16=False)
+trainer = Trainer()
+trainer.args = args
+packed = SFTTrainer._prepare_dataset(trainer, dataset, tokenizer, args, True, None, "train")
+tokens = sum(len(ids) for ids in packed["input_ids"])
+print(json.dumps({"seconds": time.perf_counter() - started, "tokens": tokens, "rows": len(packed)}))
+"""
+
+
+def gamelog(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "gamelog.cli", *args], capture_output=True, text=True, check=True)
+
+
+def workload(folder: Path, conversations: int) -> Path:
+    """OpenAI-messages JSONL of unique conversations from the shared chat and instruct files."""
+    import pyarrow.parquet as pq
+
+    gamelog("convert", str(SHARED / "chat"), str(SHARED / "instruct"), "--dedup", "none", "--out", str(folder / "source"))
+    base = []
+    for file in sorted((folder / "source").glob("episodes-*.parquet")):
+        for row in pq.read_table(file, columns=["turns"]).to_pylist():
+            base.append([{"role": AS_CHAT[t["role"]], "content": t["content"]} for t in row["turns"]])
+    path = folder / "workload.jsonl"
+    with open(path, "w", encoding="utf-8") as handle:
+        for k in range(conversations):
+            messages = [dict(m) for m in base[k % len(base)]]
+            first = next(m for m in messages if m["role"] == "user")
+            first["content"] = f"[{k}] {first['content']}"
+            handle.write(json.dumps({"messages": messages}) + "\n")
+    return path
+
+
+def run_gamelog(path: Path, folder: Path) -> dict:
+    started = time.perf_counter()
+    gamelog("convert", str(path), "--dedup", "none", "--out", str(folder / "episodes"))
+    gamelog("pack", str(folder / "episodes"), "--tokenizer", str(TOKENIZER), "--seq-len", str(SEQ_LEN), "--out", str(folder / "shards"))
+    seconds = time.perf_counter() - started
+    manifest = json.loads((folder / "shards" / "manifest.json").read_text())
+    return {"seconds": seconds, "tokens": manifest["counts"]["tokens_total"], "rows": manifest["counts"]["rows"], "truncated": manifest["counts"]["tokens_truncated"], "dropped": manifest["counts"]["tokens_dropped"]}
+
+
+def run_trl(path: Path, folder: Path) -> dict | None:
+    try:
+        import trl  # noqa: F401
+    except ImportError:
+        return None
+    done = subprocess.run([sys.executable, "-c", TRL_SCRIPT, str(TOKENIZER), str(path), str(folder / "trl"), str(SEQ_LEN)], capture_output=True, text=True)
+    if done.returncode != 0:
+        print(f"TRL failed: {done.stderr[-800:]}")
+        return None
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def raw_tokenizer(folder: Path) -> float:
+    """Tokens/s of encode_batch (with offsets) on the texts gamelog rendered, in process."""
+    import pyarrow.parquet as pq
+
+    from gamelog.pack import make_renderer
+    from gamelog.pack.tokenizer import load_tokenizer
+
+    tok = load_tokenizer(str(TOKENIZER))
+    render = make_renderer(tok, "jinja", "auto")
+    texts = [render(row).text for f in sorted((folder / "episodes").glob("episodes-*.parquet")) for row in pq.read_table(f).to_pylist()]
+    started = time.perf_counter()
+    tokens = sum(len(e.ids) for e in tok.tokenizer.encode_batch(texts, add_special_tokens=False))
+    return tokens / (time.perf_counter() - started)
+
+
+def startup() -> float:
+    best = float("inf")
+    for _ in range(5):
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "gamelog.cli", "--help"], capture_output=True, check=True)
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--conversations", type=int, default=20_000)
+    args = parser.parse_args()
+    print(f"machine: {os.cpu_count()} cores; python {sys.version.split()[0]}; workload {args.conversations:,} conversations; seq_len {SEQ_LEN}")
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        path = workload(folder, args.conversations)
+        ours = run_gamelog(path, folder)
+        rate = ours["tokens"] / ours["seconds"]
+        print(f"gamelog convert+pack: {ours['tokens']:,} tokens in {ours['seconds']:.2f} s = {rate:,.0f} tokens/s; {args.conversations / ours['seconds']:,.0f} conversations/s; efficiency {ours['tokens'] / (ours['rows'] * SEQ_LEN):.2%}; truncated {ours['truncated']}, dropped {ours['dropped']}")
+        theirs = run_trl(path, folder)
+        if theirs is None:
+            print("TRL: not installed here (pip install -e '.[bench]'); no ratio")
+        else:
+            trl_rate = theirs["tokens"] / theirs["seconds"]
+            print(f"TRL _prepare_dataset (bfd): {theirs['tokens']:,} tokens in {theirs['seconds']:.2f} s = {trl_rate:,.0f} tokens/s; efficiency {theirs['tokens'] / (theirs['rows'] * SEQ_LEN):.2%}")
+            print(f"gamelog / TRL tokens/s: {rate / trl_rate:.2f}x (target >= 3x)")
+        raw = raw_tokenizer(folder)
+        print(f"raw encode_batch: {raw:,.0f} tokens/s; gamelog / raw: {rate / raw:.2f} (target >= 0.75)")
+    print(f"gamelog --help start-up: {startup():.3f} s (target < 0.3 s)")
+
+
+if __name__ == "__main__":
+    main()
