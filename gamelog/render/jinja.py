@@ -102,13 +102,19 @@ def _strip_generation(output: str) -> tuple[str, list[tuple[int, int]]]:
     return text, spans
 
 
+@lru_cache(maxsize=8)
+def _specials_pattern(specials: frozenset[str]):
+    """One regex of the special tokens, longest first, so the longest one at a position wins."""
+    if not specials:
+        return None
+    return re.compile("|".join(re.escape(s) for s in sorted(specials, key=len, reverse=True)))
+
+
 def _marker_after(text: str, position: int, specials: frozenset[str]) -> int:
     """Length of the special token written right after a move (its end-of-turn marker), if any."""
-    best = 0
-    for special in specials:
-        if len(special) > best and text.startswith(special, position):
-            best = len(special)
-    return best
+    pattern = _specials_pattern(specials)
+    found = pattern.match(text, position) if pattern else None
+    return len(found.group()) if found else 0
 
 
 def _spans(turns: list[dict], text: str, generated: list[tuple[int, int]], specials: frozenset[str]) -> Rendered:
