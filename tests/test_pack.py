@@ -248,3 +248,22 @@ def test_cli_pack_and_validate(episodes, tmp_path):
     assert subprocess.run([*gamelog, "validate", str(tmp_path / "s")], capture_output=True).returncode == 0
     bad = subprocess.run([*gamelog, "pack", str(episodes["instruct"]), "--tokenizer", str(tmp_path / "nope"), "--out", str(tmp_path / "t")], capture_output=True, text=True)
     assert bad.returncode == 2 and "tokenizer" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_validate_checks_per_token_columns_lengths(tmp_path):
+    import pyarrow as pa
+
+    from gamelog.pack.rows import PACKED_SCHEMA
+    from gamelog.write.atomic import sha256
+
+    convert([str(Path(__file__).parents[1] / "samples")], out=tmp_path / "ep", options=ConvertOptions())
+    manifest = pack(tmp_path / "ep", out=tmp_path / "sh", options=PackOptions(seq_len=512, returns=0.9))
+    assert validate(tmp_path / "sh").valid
+    shard = tmp_path / "sh" / manifest.shards[0]["name"]
+    rows = pq.read_table(shard).to_pylist()
+    rows[0]["returns"] = rows[0]["returns"][:-1]
+    pq.write_table(pa.Table.from_pylist(rows, schema=PACKED_SCHEMA), shard)
+    text = (tmp_path / "sh" / "manifest.json").read_text().replace(manifest.shards[0]["sha256"], sha256(shard))
+    (tmp_path / "sh" / "manifest.json").write_text(text)
+    problems = validate(tmp_path / "sh").listed
+    assert [p.rule for p in problems] == ["lengths"] and "returns" in problems[0].detail

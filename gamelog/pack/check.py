@@ -72,8 +72,10 @@ def _lengths(table: pa.Table, column: str) -> np.ndarray:
 def _check_rows(table: pa.Table, name: str, manifest: PackManifest, totals: dict, add) -> None:
     seq_len = manifest.settings["seq_len"]
     n = _lengths(table, "input_ids")
-    for column in ("loss_mask", "position_ids", "player"):
-        if not np.array_equal(_lengths(table, column), n):
+    for column in ("loss_mask", "position_ids", "player", "reward", "returns", "weight"):
+        lengths = pa.compute.list_value_length(table.column(column)).to_numpy(zero_copy_only=False)
+        present = ~np.isnan(lengths.astype(float))  # optional columns are null where a row has none
+        if not np.array_equal(lengths[present].astype(np.int64), n[present]):
             add(name, "lengths", f"{name}: {column} and input_ids differ in length in some row.")
     seq = _flat(table, "seq_lens").astype(np.int64)
     seg_per_row = _lengths(table, "seq_lens")
