@@ -135,10 +135,9 @@ def pack(
     )
     from gamelog.progress import progress
     from gamelog.validate import episode_files
+    from gamelog.write.atomic import parquet_rows
 
-    import pyarrow.parquet as pq
-
-    total = sum(pq.ParquetFile(f).metadata.num_rows for f in episode_files(episodes))
+    total = sum(parquet_rows(f) for f in episode_files(episodes))
     with progress("pack", unit="episodes", total=total) as update:
         manifest = run(episodes, out=out, options=options, on_progress=lambda c: update(c.episodes_read, f"{c.tokens_total:,} tokens"))
     print_pack_summary(manifest, out)

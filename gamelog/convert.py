@@ -106,7 +106,7 @@ def convert_source(source: str, options: ConvertOptions, tally: Tally, seen: dic
     first = next(batches, None)
     if first is None:
         return
-    name = _choose_format(source, first, options)
+    name = _choose_format(first, options)
     if name == "text" and options.infer_roles:
         name = "transcript"
     tally.formats[source] = name or "unknown"
@@ -155,7 +155,7 @@ def _records(batch: list[Item], name: str | None) -> Iterator[tuple[str, object,
             yield location, value, None, None
 
 
-def _choose_format(source: str, first: list[Item], options: ConvertOptions) -> str | None:
+def _choose_format(first: list[Item], options: ConvertOptions) -> str | None:
     recipe = options.recipe
     wanted = recipe.format if recipe and recipe.format != "auto" else options.format
     if wanted != "auto":

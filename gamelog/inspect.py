@@ -11,7 +11,10 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import numpy as np
 import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from rich.console import Group
 from rich.panel import Panel
@@ -22,16 +25,16 @@ from gamelog.errors import GamelogError
 PLAYER_STYLE = {1: "cyan", 2: "green"}
 
 
-def select(rows: list[dict], *, episode: str | None, regime: str | None, sample: int | None, seed: int) -> list[dict]:
-    if episode:
-        rows = [r for r in rows if r.get("episode_id") == episode or episode in (r.get("episode_ids") or [])]
-        if not rows:
-            raise GamelogError(f"no episode {episode} here; list ids with: gamelog inspect PATH --sample 5")
-    if regime:
-        rows = [r for r in rows if r.get("regime") == regime]
-    if sample is not None and sample < len(rows):
-        rows = random.Random(seed).sample(rows, sample)
-    return rows
+def pick(table: pa.Table, keep: np.ndarray | None, *, sample: int | None, seed: int) -> list[dict]:
+    """The kept rows (all when keep is None), sampled; only those become Python objects."""
+    indices = list(range(table.num_rows)) if keep is None else np.flatnonzero(keep).tolist()
+    if sample is not None and sample < len(indices):
+        indices = random.Random(seed).sample(indices, sample)
+    return [dict(row, _index=i) for i, row in zip(indices, table.take(indices).to_pylist())]
+
+
+def _missing(episode: str) -> GamelogError:
+    return GamelogError(f"no episode {episode} here; list ids with: gamelog inspect PATH --sample 5")
 
 
 def episode_view(row: dict) -> Panel:
@@ -76,8 +79,15 @@ def inspect(path: Path, *, episode: str | None = None, regime: str | None = None
         return _packed(path, episode=episode, sample=sample, seed=seed, tokenizer=tokenizer)
     from gamelog.validate import episode_files
 
-    rows = [r for f in episode_files(path) for r in pq.read_table(f).to_pylist()]
-    return [episode_view(r) for r in select(rows, episode=episode, regime=regime, sample=sample, seed=seed)]
+    table = pa.concat_tables(pq.read_table(f) for f in episode_files(path))
+    keep = np.ones(table.num_rows, dtype=bool)
+    if episode:
+        keep &= pc.equal(table["episode_id"], episode).to_numpy(zero_copy_only=False)
+        if not keep.any():
+            raise _missing(episode)
+    if regime:
+        keep &= pc.equal(table["regime"], regime).to_numpy(zero_copy_only=False)
+    return [episode_view(r) for r in pick(table, keep, sample=sample, seed=seed)]
 
 
 def _packed(path: Path, *, episode, sample, seed, tokenizer) -> list[Panel]:
@@ -89,10 +99,14 @@ def _packed(path: Path, *, episode, sample, seed, tokenizer) -> list[Panel]:
         raise GamelogError(f"{path}: preference pairs are not shown token by token yet; inspect the episodes directory instead.")
     tok = load_tokenizer(tokenizer or manifest.tokenizer["name"])
     decode = lambda token: tok.tokenizer.decode([token], skip_special_tokens=False)
-    rows = [r for s in manifest.shards for r in pq.read_table(path / s["name"]).to_pylist()]
-    indexed = list(enumerate(rows))
+    table = pa.concat_tables(pq.read_table(path / s["name"]) for s in manifest.shards)
+    keep = None
     if episode:
-        indexed = [(i, r) for i, r in indexed if any(e == episode or e.startswith(episode + ":") for e in r["episode_ids"])]
-    if sample is not None and sample < len(indexed):
-        indexed = random.Random(seed).sample(indexed, sample)
-    return [packed_view(r, i, decode) for i, r in indexed]
+        ids = pc.list_flatten(table["episode_ids"])
+        hit = pc.or_(pc.equal(ids, episode), pc.starts_with(ids, episode + ":"))
+        rows = pc.list_parent_indices(table["episode_ids"]).to_numpy()[hit.to_numpy(zero_copy_only=False)]
+        keep = np.zeros(table.num_rows, dtype=bool)
+        keep[rows] = True
+        if not keep.any():
+            raise _missing(episode)
+    return [packed_view(r, r["_index"], decode) for r in pick(table, keep, sample=sample, seed=seed)]

@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 
 from gamelog.errors import GamelogError
 from gamelog.records import ROLE_PLAYER, ConvertReport, Game, Optimality, Regime, Role
-from gamelog.write.atomic import sha256
+from gamelog.write.atomic import parquet_rows, sha256
 from gamelog.write.shards import EPISODE_SCHEMA
 
 MAX_LISTED = 50
@@ -216,7 +216,7 @@ def _check_report(path: Path, report: ValidationReport) -> None:
         (counts.episodes_written == report.episodes, f"episodes_written {counts.episodes_written} but the shards hold {report.episodes}"),
         (counts.turns_written == report.turns, f"turns_written {counts.turns_written} but the shards hold {report.turns}"),
         (sorted(s["name"] for s in counts.shards) == report.files, f"report lists shards {[s['name'] for s in counts.shards]} but the directory holds {report.files}"),
-        (_reject_rows(path) == counts.records_rejected, f"rejects.parquet holds {_reject_rows(path)} rows but records_rejected is {counts.records_rejected}"),
+        (parquet_rows(path / "rejects.parquet") == counts.records_rejected, f"rejects.parquet holds {parquet_rows(path / 'rejects.parquet')} rows but records_rejected is {counts.records_rejected}"),
     ]
     report.add([Problem(file="report.json", rule="report", detail=detail) for ok, detail in checks if not ok])
     for shard in counts.shards:
@@ -226,9 +226,3 @@ def _check_report(path: Path, report: ValidationReport) -> None:
         elif sha256(file) != shard["sha256"]:
             report.add([Problem(file=shard["name"], rule="checksum", detail=f"{shard['name']}: sha256 differs from report.json (the file changed or is damaged).")])
 
-
-def _reject_rows(path: Path) -> int:
-    import pyarrow.parquet as pq
-
-    file = path / "rejects.parquet"
-    return pq.ParquetFile(file).metadata.num_rows if file.exists() else 0

@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from gamelog.records import PackManifest
+from gamelog.write.atomic import parquet_rows
 
 
 def validate_packed(path: Path, report) -> None:
@@ -120,7 +121,7 @@ def _check_counts(path: Path, manifest: PackManifest, totals: dict, add) -> None
         (totals["tokens"] == c["tokens_total"], f"the shards hold {totals['tokens']} tokens, tokens_total is {c['tokens_total']}"),
         (totals["trained"] == c["tokens_trained"], f"the shards train {totals['trained']} tokens, tokens_trained is {c['tokens_trained']}"),
         (totals["segments"] == c["segments"], f"the shards hold {totals['segments']} segments, the manifest counts {c['segments']}"),
-        (sum(manifest.rejected_by_reason.values()) == _rows(path / "rejects.parquet"), "rejects.parquet and rejected_by_reason disagree"),
+        (sum(manifest.rejected_by_reason.values()) == parquet_rows(path / "rejects.parquet"), "rejects.parquet and rejected_by_reason disagree"),
     ]
     if manifest.objective == "preference":
         checks.append((c["pairs"] == c["rows"] + c["pairs_rejected"] + c["pairs_dropped"], "pairs != rows + pairs_rejected + pairs_dropped"))
@@ -132,6 +133,3 @@ def _check_counts(path: Path, manifest: PackManifest, totals: dict, add) -> None
         if not ok:
             add("manifest.json", "counts", detail)
 
-
-def _rows(file: Path) -> int:
-    return pq.ParquetFile(file).metadata.num_rows if file.exists() else 0

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from gamelog.errors import GamelogError
-from gamelog.read.items import BATCH_SIZE, Item
+from gamelog.read.items import BATCH_SIZE, Item, batched
 
 
 def _rows(batches, prefix: str = "") -> Iterator[list[Item]]:
@@ -90,14 +90,7 @@ def read_hub(dataset_id: str, **_) -> Iterator[list[Item]]:
     name, _, split = dataset_id.removeprefix("hf://").partition(":")
     try:
         stream = datasets.load_dataset(name, split=split or "train", streaming=True)
-        batch: list[Item] = []
-        for index, row in enumerate(stream):
-            batch.append(Item(f"row {index}", value=row))
-            if len(batch) >= BATCH_SIZE:
-                yield batch
-                batch = []
-        if batch:
-            yield batch
+        yield from batched(Item(f"row {index}", value=row) for index, row in enumerate(stream))
     except Exception as exc:  # the hub client raises many kinds; all mean the same to the user
         raise GamelogError(
             f"{dataset_id}: could not load from the Hugging Face hub ({exc.__class__.__name__}: {str(exc)[:200]}); "

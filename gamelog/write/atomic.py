@@ -25,11 +25,16 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def shard_entries(out: Path, names: list[str]) -> list[dict]:
-    """name, rows and sha256 of each published shard, as report.json and manifest.json list them."""
+def parquet_rows(path: Path) -> int:
+    """Rows of a Parquet file from its footer; 0 when the file is absent (no rejects were written)."""
     import pyarrow.parquet as pq
 
-    return [{"name": n, "rows": pq.ParquetFile(out / n).metadata.num_rows, "sha256": sha256(out / n)} for n in names]
+    return pq.ParquetFile(path).metadata.num_rows if path.exists() else 0
+
+
+def shard_entries(out: Path, names: list[str]) -> list[dict]:
+    """name, rows and sha256 of each published shard, as report.json and manifest.json list them."""
+    return [{"name": n, "rows": parquet_rows(out / n), "sha256": sha256(out / n)} for n in names]
 
 
 def remove_stale_temporaries(out: Path) -> None:
