@@ -30,21 +30,20 @@ def rows_table(segments: list[Segment], rows: list[list[int]], *, with_returns: 
         "position_ids": _list(positions.astype(np.int32), offsets, pa.int32()),
         "seq_lens": _list(lengths.astype(np.int32), seg_offsets, pa.int32()),
         "player": _list(np.concatenate([s.player for s in ordered]), offsets, pa.int8()),
-        "reward": _optional(ordered, rows, segments, "reward", 0.0),
+        "reward": _optional(ordered, rows, segments, offsets, "reward", 0.0),
         "returns": _nullable_list(np.concatenate([s.returns for s in ordered]), offsets, np.ones(len(rows), bool)) if with_returns else pa.nulls(len(rows), pa.list_(pa.float32())),
-        "weight": _optional(ordered, rows, segments, "weight", 1.0),
+        "weight": _optional(ordered, rows, segments, offsets, "weight", 1.0),
         "episode_ids": _list(np.asarray([s.episode_id for s in ordered], dtype=object), seg_offsets, pa.string()),
     }
     return pa.Table.from_arrays([columns[f.name].cast(f.type) for f in PACKED_SCHEMA], schema=PACKED_SCHEMA)
 
 
-def _optional(ordered: list[Segment], rows: list[list[int]], segments: list[Segment], name: str, default: float) -> pa.Array:
+def _optional(ordered: list[Segment], rows: list[list[int]], segments: list[Segment], offsets: np.ndarray, name: str, default: float) -> pa.Array:
     """A per-token float column that a segment may lack: `default` fills it; null for rows where no segment has it."""
     present = np.asarray([any(getattr(segments[i], name) is not None for i in row) for row in rows], dtype=bool)
     if not present.any():
         return pa.nulls(len(rows), pa.list_(pa.float32()))
     flat = np.concatenate([getattr(s, name) if getattr(s, name) is not None else np.full(len(s), default, np.float32) for s in ordered])
-    offsets = np.concatenate([[0], np.cumsum([sum(len(segments[i]) for i in row) for row in rows])])
     return _nullable_list(flat, offsets, present)
 
 
