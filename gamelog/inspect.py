@@ -15,12 +15,12 @@ import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from rich.console import Group
 from rich.panel import Panel
 from rich.text import Text
 
 from gamelog.errors import GamelogError
+from gamelog.write.atomic import read_output
 
 PLAYER_STYLE = {1: "cyan", 2: "green"}
 
@@ -79,7 +79,7 @@ def inspect(path: Path, *, episode: str | None = None, regime: str | None = None
         return _packed(path, episode=episode, sample=sample, seed=seed, tokenizer=tokenizer)
     from gamelog.validate import episode_files
 
-    table = pa.concat_tables(pq.read_table(f) for f in episode_files(path))
+    table = pa.concat_tables(read_output(f) for f in episode_files(path))
     keep = np.ones(table.num_rows, dtype=bool)
     if episode:
         keep &= pc.equal(table["episode_id"], episode).to_numpy(zero_copy_only=False)
@@ -99,7 +99,7 @@ def _packed(path: Path, *, episode, sample, seed, tokenizer) -> list[Panel]:
         raise GamelogError(f"{path}: preference pairs are not shown token by token yet; inspect the episodes directory instead.")
     tok = load_tokenizer(tokenizer or manifest.tokenizer["name"])
     decode = lambda token: tok.tokenizer.decode([token], skip_special_tokens=False)
-    table = pa.concat_tables(pq.read_table(path / s["name"]) for s in manifest.shards)
+    table = pa.concat_tables(read_output(path / s["name"]) for s in manifest.shards)
     keep = None
     if episode:
         ids = pc.list_flatten(table["episode_ids"])

@@ -105,7 +105,12 @@ def _read(file: Path, report: ValidationReport):
         detail = f"schema differs from the Episode schema (missing {sorted(missing)}, extra {sorted(extra)}, or types differ); re-run gamelog convert."
         report.add([Problem(file=file.name, rule="schema", detail=detail)])
         return None
-    return pl.read_parquet(file).with_row_index("_row").with_columns(_file=pl.lit(file.name))
+    try:
+        frame = pl.read_parquet(file)
+    except (pl.exceptions.PolarsError, OSError) as exc:  # footer intact, pages damaged
+        report.add([Problem(file=file.name, rule="readable", detail=f"Parquet data pages are damaged ({exc}); re-run gamelog convert.")])
+        return None
+    return frame.with_row_index("_row").with_columns(_file=pl.lit(file.name))
 
 
 def _problems(frame, file: str, rule: str, message) -> list[Problem]:

@@ -120,3 +120,22 @@ def test_episode_shard_damage_is_named(run):
     assert ("checksum", shards[0].name) in named
     assert ("readable", shards[1].name) in named
     assert ("missing_shard", shards[2].name) in named
+
+
+@pytest.mark.parametrize("at", [0.1, 0.2, 0.33, 0.5, 0.66, 0.8, 0.95])
+def test_a_flipped_byte_anywhere_is_reported_never_raised(run, tmp_path, at):
+    """Wherever the damage lands (header, data page, dictionary, footer), validate and pack answer in one line."""
+    result = run(shared("instruct/alpaca_data_cleaned_1000.json"))
+    shard = next(result.out.glob("episodes-*.parquet"))
+    damaged = bytearray(shard.read_bytes())
+    for offset in range(int(len(damaged) * at), int(len(damaged) * at) + 8):
+        damaged[offset] ^= 0xFF
+    shard.write_bytes(bytes(damaged))
+    assert ("checksum", shard.name) in {(p.rule, p.file) for p in validate(result.out).listed}
+    done = subprocess.run([*GAMELOG, "pack", str(result.out), "--out", str(tmp_path / "packed"), "--seq-len", "512"], capture_output=True, text=True)
+    assert "Traceback" not in done.stderr
+    assert done.returncode == 0 or (done.returncode == 2 and shard.name in done.stderr)
+    for command in (["inspect", str(result.out)], ["report", str(result.out), "--out", str(tmp_path / "report.html")]):
+        done = subprocess.run([*GAMELOG, *command], capture_output=True, text=True)
+        assert "Traceback" not in done.stderr, command
+        assert done.returncode == 0 or (done.returncode == 2 and shard.name in done.stderr), command

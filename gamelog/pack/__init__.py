@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from gamelog import __version__
@@ -85,13 +86,21 @@ def read_windows(path: Path, window: int):
     """Episodes in windows of at most `window`, streamed from the episodes Parquet files."""
     batch: list[dict] = []
     for file in episode_files(path):
-        for record_batch in pq.ParquetFile(file).iter_batches(batch_size=4096, columns=["episode_id", "source", "regime", "group_id", "rank", "outcome", "turns"]):
+        for record_batch in _episode_batches(file):
             batch.extend(record_batch.to_pylist())
             while len(batch) >= window:
                 yield batch[:window]
                 batch = batch[window:]
     if batch:
         yield batch
+
+
+def _episode_batches(file: Path):
+    """Record batches of one episodes file; a damaged file stops the run with its name, not a traceback."""
+    try:
+        yield from pq.ParquetFile(file).iter_batches(batch_size=4096, columns=["episode_id", "source", "regime", "group_id", "rank", "outcome", "turns"])
+    except (pa.ArrowException, OSError) as exc:
+        raise GamelogError(f"{file}: not a readable episodes file ({exc}); run gamelog validate on it and re-run gamelog convert.") from exc
 
 
 def pack(episodes: str | Path, *, out: Path, options: PackOptions, on_progress=None) -> PackManifest:

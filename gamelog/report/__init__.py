@@ -14,10 +14,9 @@ from html import escape
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 
 from gamelog.report.svg import bars, histogram
-from gamelog.write.atomic import write_text
+from gamelog.write.atomic import read_output, write_text
 
 PLOTS_EPISODES = ("move-tokens", "turns-per-episode", "player-balance", "rewards", "optimality", "reject-reasons")
 PLOTS_SHARDS = ("row-fill", "trained-tokens")
@@ -26,7 +25,7 @@ PLOTS_SHARDS = ("row-fill", "trained-tokens")
 def _episodes(path: Path) -> list[dict]:
     from gamelog.validate import episode_files
 
-    return [r for f in episode_files(path) for r in pq.read_table(f, columns=["episode_id", "regime", "turns"]).to_pylist()]
+    return [r for f in episode_files(path) for r in read_output(f, columns=["episode_id", "regime", "turns"]).to_pylist()]
 
 
 def episode_plots(path: Path, tokenizer) -> list[tuple[str, str]]:
@@ -43,7 +42,7 @@ def episode_plots(path: Path, tokenizer) -> list[tuple[str, str]]:
     optimality = Counter(f"P{t['player']} {t['optimality']}" for _, t in turns)
     rejects = Counter()
     if (path / "rejects.parquet").exists():
-        rejects.update(pq.read_table(path / "rejects.parquet", columns=["reason"]).column("reason").to_pylist())
+        rejects.update(read_output(path / "rejects.parquet", columns=["reason"]).column("reason").to_pylist())
     return [
         ("move-tokens", histogram("move-tokens", "Move length in tokens, per regime and player", series, x_label="tokens per move", log=True)),
         ("turns-per-episode", histogram("turns-per-episode", "Moves per episode", {"episodes": [len(r["turns"]) for r in rows]}, x_label="moves")),
@@ -59,7 +58,7 @@ def shard_plots(path: Path) -> tuple[list[tuple[str, str]], dict]:
     seq_len = manifest["settings"]["seq_len"]
     fills, trained, total = [], 0, 0
     for shard in manifest["shards"]:
-        table = pq.read_table(path / shard["name"], columns=["input_ids", "loss_mask"])
+        table = read_output(path / shard["name"], columns=["input_ids", "loss_mask"])
         import pyarrow.compute as pc
 
         fills += (np.asarray(pc.list_value_length(table.column("input_ids"))) / seq_len).tolist()

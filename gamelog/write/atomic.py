@@ -32,6 +32,19 @@ def parquet_rows(path: Path) -> int:
     return pq.ParquetFile(path).metadata.num_rows if path.exists() else 0
 
 
+def read_output(path: Path, columns: list[str] | None = None):
+    """A Parquet file that gamelog wrote, whole; a damaged one stops the command with its name."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from gamelog.errors import GamelogError
+
+    try:
+        return pq.read_table(path, columns=columns)
+    except (pa.ArrowException, OSError) as exc:
+        raise GamelogError(f"{path}: not readable ({exc}); run gamelog validate on its directory and re-create it.") from exc
+
+
 def shard_entries(out: Path, names: list[str]) -> list[dict]:
     """name, rows and sha256 of each published shard, as report.json and manifest.json list them."""
     return [{"name": n, "rows": parquet_rows(out / n), "sha256": sha256(out / n)} for n in names]

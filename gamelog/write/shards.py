@@ -57,6 +57,8 @@ class ShardWriter:
     """Writes tables of one schema into `PREFIX-00000.parquet` shards of at most `shard_rows` rows."""
 
     def __init__(self, out: Path, prefix: str, schema: pa.Schema, *, shard_rows: int, single: bool = False):
+        if shard_rows < 1 and not single:
+            raise GamelogError(f"shard_rows is {shard_rows}; use at least 1 row per shard.")
         self.out, self.prefix, self.schema = out, prefix, schema
         self.shard_rows, self.single = shard_rows, single
         self.pending: list[tuple[Path, Path]] = []
