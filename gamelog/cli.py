@@ -121,8 +121,9 @@ def pack(
     train_thoughts: Annotated[bool, typer.Option(help="Train player-2 thought moves.")] = True,
     train_tool_calls: Annotated[bool, typer.Option(help="Train player-2 tool_call moves.")] = True,
     keep_suboptimal: Annotated[bool, typer.Option(help="Also train sub-optimal branches (rejected answers), with their negative reward.")] = False,
-    window: Annotated[int, typer.Option(help="Episodes packed together by best-fit decreasing.", min=1)] = 100_000,
+    window: Annotated[int, typer.Option(help="Episodes packed together by best-fit decreasing; bounds memory.", min=1)] = 20_000,
     shard_rows: Annotated[int, typer.Option(help="Rows per output shard.", min=1)] = 50_000,
+    workers: Annotated[int, typer.Option(help="Processes that render and encode (0: one per core). The output is the same for any number.", min=0)] = 0,
 ) -> None:
     """Tokenize, mask and pack episodes into Parquet training shards with a manifest."""
     from gamelog.pack import PackOptions, pack as run
@@ -131,7 +132,7 @@ def pack(
     options = PackOptions(
         tokenizer=tokenizer, seq_len=seq_len, objective=objective.value, template=template, overflow=overflow.value,
         returns=returns, train_thoughts=train_thoughts, train_tool_calls=train_tool_calls, keep_suboptimal=keep_suboptimal,
-        window=window, shard_rows=shard_rows,
+        window=window, shard_rows=shard_rows, workers=workers,
     )
     from gamelog.progress import progress
     from gamelog.validate import episode_files

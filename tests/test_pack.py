@@ -187,6 +187,26 @@ def test_reruns_are_byte_identical_and_validate_catches_damage(episodes, tmp_pat
     assert {"checksum", "missing_shard", "counts"} <= rules
 
 
+def test_output_is_the_same_bytes_for_any_worker_count(episodes, tmp_path):
+    """Batches are cut and gathered in input order, so workers change the speed, never the bytes."""
+    outputs = {}
+    for workers in (1, 2, 3):
+        options = PackOptions(tokenizer=shared("tokenizers/phi-3-mini"), seq_len=2048, window=600, shard_rows=60, workers=workers, keep_suboptimal=True)
+        manifest = pack(episodes["chat"], out=tmp_path / str(workers), options=options)
+        outputs[workers] = {f.name: f.read_bytes() for f in sorted((tmp_path / str(workers)).iterdir())}
+        assert manifest.counts["episodes_read"] > 2 * 600 and len(manifest.shards) > 1  # several windows, several shards
+    assert outputs[1] == outputs[2] == outputs[3]
+    assert validate(tmp_path / "2").valid
+
+
+def test_a_smaller_window_bounds_memory_at_a_small_cost_in_fill(episodes, tmp_path):
+    whole = pack(episodes["chat"], out=tmp_path / "whole", options=PackOptions(tokenizer=shared("tokenizers/phi-3-mini"), seq_len=2048))
+    windowed = pack(episodes["chat"], out=tmp_path / "windowed", options=PackOptions(tokenizer=shared("tokenizers/phi-3-mini"), seq_len=2048, window=500))
+    assert windowed.counts["tokens_total"] == whole.counts["tokens_total"] and windowed.counts["segments"] == whole.counts["segments"]
+    windows = -(-whole.counts["episodes_read"] // 500)
+    assert whole.counts["rows"] <= windowed.counts["rows"] <= whole.counts["rows"] + windows  # at most one part-filled row more per window
+
+
 def test_shards_load_in_datasets_polars_duckdb(packed):
     import datasets
     import duckdb

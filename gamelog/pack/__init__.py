@@ -2,9 +2,11 @@
 
     manifest = pack("out/glaive", out=Path("shards"), options=PackOptions(tokenizer="tok/", seq_len=4096))
 
-Episodes stream in windows (`window` episodes at a time); each window is rendered, encoded,
-masked, verified, fitted to seq_len by the overflow policy and packed best-fit decreasing into
-rows, which are written as they are made. Objectives:
+Episodes stream in batches of 512 to `workers` processes (`gamelog.pack.workers`), which render,
+encode, mask, verify and fit them to seq_len by the overflow policy; the main process gathers
+their segments in input order into windows of `window` episodes, packs each window best-fit
+decreasing into rows and writes them as they are made. Memory is bounded by the window, and the
+output is byte-identical whatever the number of workers. Objectives:
 - `auto` (default): each episode by its regime: pretrain text trains every token (raw template);
   sft, preference and feedback episodes go through the chat template and train player 2's
   optimal moves; sub-optimal branches (rejected answers, bad KTO answers) are counted as skipped,
@@ -16,6 +18,7 @@ rows, which are written as they are made. Objectives:
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -26,9 +29,10 @@ from gamelog import __version__
 from gamelog.errors import GamelogError
 from gamelog.pack.bins import best_fit_decreasing
 from gamelog.pack.rows import PACKED_SCHEMA, rows_table
-from gamelog.pack.segments import OVERFLOW, PackCounts, encode_episodes, fit
+from gamelog.pack.segments import ENCODE_BATCH, OVERFLOW, PackCounts
 from gamelog.pack.tokenizer import LoadedTokenizer, load_tokenizer
-from gamelog.pack.tokens import LossPolicy
+from gamelog.pack.tokens import LossPolicy, Segment
+from gamelog.pack.workers import Stage, run_batches
 from gamelog.records import PackManifest
 from gamelog.render import TEMPLATES, render
 from gamelog.render.jinja import render_jinja
@@ -50,8 +54,9 @@ class PackOptions:
     train_thoughts: bool = True
     train_tool_calls: bool = True
     keep_suboptimal: bool = False
-    window: int = 100_000  # episodes packed together (best-fit decreasing runs over the window)
+    window: int = 20_000  # episodes packed together (best-fit decreasing runs over the window); bounds memory
     shard_rows: int = 50_000
+    workers: int = 0  # processes that render and encode; 0: one per core. The output does not depend on it.
 
 
 def choose_template(tok: LoadedTokenizer, name: str) -> str:
@@ -82,23 +87,44 @@ def make_renderer(tok: LoadedTokenizer, template: str, objective: str):
     return render_episode
 
 
-def read_windows(path: Path, window: int):
-    """Episodes in windows of at most `window`, streamed from the episodes Parquet files."""
-    batch: list[dict] = []
+def episode_batches(path: Path):
+    """Arrow record batches of at most ENCODE_BATCH episodes, streamed from the episodes Parquet files."""
     for file in episode_files(path):
-        for record_batch in _episode_batches(file):
-            batch.extend(record_batch.to_pylist())
-            while len(batch) >= window:
-                yield batch[:window]
-                batch = batch[window:]
+        yield from _episode_batches(file)
+
+
+def read_windows(path: Path, window: int):
+    """Episodes as Python rows in windows of at most `window` (the preference objective's reader)."""
+    batch: list[dict] = []
+    for record_batch in episode_batches(path):
+        batch.extend(record_batch.to_pylist())
+        while len(batch) >= window:
+            yield batch[:window]
+            batch = batch[window:]
     if batch:
         yield batch
+
+
+def workers_for(options: PackOptions) -> int:
+    return options.workers or os.cpu_count() or 1
+
+
+def _write_window(segments: list[Segment], shards: ShardWriter, counts: PackCounts, options: PackOptions) -> None:
+    """Best-fit decreasing over one window's segments, written as packed rows."""
+    if not segments:
+        return
+    rows = best_fit_decreasing([len(s) for s in segments], options.seq_len)
+    shards.write(rows_table(segments, rows, with_returns=options.returns is not None))
+    counts.rows += len(rows)
+    counts.segments += len(segments)
+    counts.tokens_total += sum(len(s) for s in segments)
+    counts.tokens_trained += int(sum(int(s.mask.sum()) for s in segments))
 
 
 def _episode_batches(file: Path):
     """Record batches of one episodes file; a damaged file stops the run with its name, not a traceback."""
     try:
-        yield from pq.ParquetFile(file).iter_batches(batch_size=4096, columns=["episode_id", "source", "regime", "group_id", "rank", "outcome", "turns"])
+        yield from pq.ParquetFile(file).iter_batches(batch_size=ENCODE_BATCH, columns=["episode_id", "source", "regime", "group_id", "rank", "outcome", "turns"])
     except (pa.ArrowException, OSError) as exc:
         raise GamelogError(f"{file}: not a readable episodes file ({exc}); run gamelog validate on it and re-run gamelog convert.") from exc
 
@@ -116,44 +142,40 @@ def pack(episodes: str | Path, *, out: Path, options: PackOptions, on_progress=N
         from gamelog.pack.pairs import pack_pairs
 
         return pack_pairs(Path(episodes), out=out, options=options, tok=tok, template=template, renderer=make_renderer(tok, template, "sft"))
-    render_episode = make_renderer(tok, template, options.objective)
     policy = LossPolicy(thoughts=options.train_thoughts, tool_calls=options.train_tool_calls, suboptimal=options.keep_suboptimal)
+    stage = Stage(tokenizer=options.tokenizer, template=template, objective=options.objective, policy=policy, gamma=options.returns, seq_len=options.seq_len, overflow=options.overflow)
     counts = PackCounts()
     shards = ShardWriter(out, "part", PACKED_SCHEMA, shard_rows=options.shard_rows)
     rejects = ShardWriter(out, "rejects", REJECT_SCHEMA, shard_rows=0, single=True)
+    window: list[Segment] = []
+    in_window = 0
     with publishing(out, shards, rejects):
-        for window in read_windows(Path(episodes), options.window):
-            counts.episodes_read += len(window)
-            if options.objective == "pretrain":
-                window = [e | {"regime": "pretrain"} for e in window]
-            bad: list[dict] = []
-            segments = encode_episodes(window, render=render_episode, tokenizer=tok.tokenizer, policy=policy, gamma=options.returns, counts=counts, rejects=bad)
-            if bad:
-                rejects.write(reject_table(bad))
-            encoded, dropped = len(segments), counts.episodes_dropped
-            segments = fit(segments, seq_len=options.seq_len, overflow=options.overflow, counts=counts)
-            counts.episodes_packed += encoded - (counts.episodes_dropped - dropped)
-            if segments:
-                rows = best_fit_decreasing([len(s) for s in segments], options.seq_len)
-                shards.write(rows_table(segments, rows, with_returns=options.returns is not None))
-                counts.rows += len(rows)
-                counts.segments += len(segments)
-                counts.tokens_total += sum(len(s) for s in segments)
-                counts.tokens_trained += int(sum(int(s.mask.sum()) for s in segments))
+        for result in run_batches(stage, episode_batches(Path(episodes)), workers_for(options)):
+            counts.episodes_read += result.episodes
+            counts.add(result.counts)
+            if result.rejects:
+                rejects.write(reject_table(result.rejects))
+            window.extend(result.segments)
+            in_window += result.episodes
+            if in_window >= options.window:
+                _write_window(window, shards, counts, options)
+                window, in_window = [], 0
             if on_progress:
                 on_progress(counts)
+        _write_window(window, shards, counts, options)
     return write_manifest(out, shards.names, counts, options, tok, template)
 
 
 def write_manifest(out: Path, names: list[str], counts: PackCounts, options: PackOptions, tok: LoadedTokenizer, template: str) -> PackManifest:
     """manifest.json, written last: its presence means the run finished."""
     values = {k: v for k, v in asdict(counts).items() if k != "rejected_by_reason"}
+    settings = {k: v for k, v in asdict(options).items() if k != "workers"}  # same manifest for any worker count
     rejected = dict(sorted(counts.rejected_by_reason.items()))
     efficiency = counts.tokens_total / (counts.rows * options.seq_len) if counts.rows else 0.0
     shards = shard_entries(out, names)
     manifest = PackManifest(
         gamelog_version=__version__,
-        settings=asdict(options),
+        settings=settings,
         tokenizer={"name": tok.name, "sha256": tok.fingerprint},
         template=template,
         objective=options.objective,

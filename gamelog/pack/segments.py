@@ -45,6 +45,14 @@ class PackCounts:
     pairs_dropped: int = 0
     rejected_by_reason: Counter = field(default_factory=Counter)
 
+    def add(self, other: PackCounts) -> None:
+        """Fold another batch's counts into these."""
+        for name, value in vars(other).items():
+            if name == "rejected_by_reason":
+                self.rejected_by_reason.update(value)
+            else:
+                setattr(self, name, getattr(self, name) + value)
+
 
 def encode_episodes(episodes: list[dict], *, render: Callable[[dict], Rendered], tokenizer, policy: LossPolicy, gamma: float | None, counts: PackCounts, rejects: list[dict]) -> list[Segment]:
     """Segments for the episodes that render, encode and verify; the others become rejects."""

@@ -1,0 +1,119 @@
+"""The per-batch stage of pack, run in worker processes or in process.
+
+A batch is an Arrow record batch of at most ENCODE_BATCH episodes. The stage renders, encodes,
+masks, verifies and fits it (everything per episode); the main process only reads batches, bins
+the segments of a window and writes rows. Batches are cut the same way whatever the worker count
+and their results are taken in input order, so the output is byte-identical for any --workers.
+
+Each worker runs its tokenizer on one thread (TOKENIZERS_PARALLELISM=false): the cores are shared
+out as processes, which also run the Python work in parallel. `--workers 1` runs the stage in the
+main process, on one thread too, so that 1 and N workers compare like for like.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+from gamelog.pack.segments import PackCounts, encode_episodes, fit
+from gamelog.pack.tokens import LossPolicy, Segment
+
+IN_FLIGHT = 3  # batches queued per worker: enough to keep it busy, few enough to bound memory
+
+
+@dataclass(frozen=True)
+class Stage:
+    """What a worker needs to turn a batch of episodes into fitted segments (picklable)."""
+
+    tokenizer: str
+    template: str
+    objective: str
+    policy: LossPolicy
+    gamma: float | None
+    seq_len: int
+    overflow: str
+
+
+@dataclass
+class Encoded:
+    """One batch's result: its segments in episode order, its rejects, and its counts."""
+
+    episodes: int
+    segments: list[Segment]
+    rejects: list[dict]
+    counts: PackCounts = field(default_factory=PackCounts)
+
+
+_loaded: dict[Stage, tuple] = {}
+
+
+def _tools(stage: Stage):
+    """Tokenizer and renderer of a stage, loaded once per process."""
+    if stage not in _loaded:
+        from gamelog.pack import make_renderer
+        from gamelog.pack.tokenizer import load_tokenizer
+
+        tok = load_tokenizer(stage.tokenizer)
+        _loaded[stage] = (tok.tokenizer, make_renderer(tok, stage.template, stage.objective))
+    return _loaded[stage]
+
+
+def run_stage(stage: Stage, batch: pa.RecordBatch) -> Encoded:
+    tokenizer, render = _tools(stage)
+    episodes = batch.to_pylist()
+    if stage.objective == "pretrain":
+        episodes = [e | {"regime": "pretrain"} for e in episodes]
+    result = Encoded(episodes=len(episodes), segments=[], rejects=[])
+    counts = result.counts
+    segments = encode_episodes(episodes, render=render, tokenizer=tokenizer, policy=stage.policy, gamma=stage.gamma, counts=counts, rejects=result.rejects)
+    encoded, dropped = len(segments), counts.episodes_dropped
+    result.segments = fit(segments, seq_len=stage.seq_len, overflow=stage.overflow, counts=counts)
+    counts.episodes_packed += encoded - (counts.episodes_dropped - dropped)
+    return result
+
+
+def _single_threaded_worker() -> None:
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+
+
+@contextmanager
+def _single_threaded_here():
+    before = os.environ.get("TOKENIZERS_PARALLELISM")
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("TOKENIZERS_PARALLELISM", None)
+        else:
+            os.environ["TOKENIZERS_PARALLELISM"] = before
+
+
+def run_batches(stage: Stage, batches: Iterable[pa.RecordBatch], workers: int) -> Iterator[Encoded]:
+    """Results of every batch, in input order, from `workers` processes (1: in this process)."""
+    if workers <= 1:
+        with _single_threaded_here():
+            for batch in batches:
+                yield run_stage(stage, batch)
+        return
+    # spawn, not fork: the parent may already hold Arrow and tokenizer threads.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_single_threaded_worker) as pool:
+        pending: deque = deque()
+        try:
+            for batch in batches:
+                pending.append(pool.submit(run_stage, stage, batch))
+                if len(pending) >= workers * IN_FLIGHT:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
