@@ -15,7 +15,7 @@ $(VENV)/.base: pyproject.toml | $(BIN)/python
 
 # CI and `make test` take torch's CPU build (constraints/ci.txt); users are not pinned to it.
 $(VENV)/.dev: pyproject.toml constraints/ci.txt | $(BIN)/python
-	$(PIP) -e '.[dev,torch]' -c constraints/ci.txt
+	$(PIP) -e '.[dev,torch,ray]' -c constraints/ci.txt
 	touch $@ $(VENV)/.base
 
 demo: $(VENV)/.base
@@ -33,7 +33,7 @@ chromium:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || echo "chromium could not be installed: the browser test will fail"
 
 $(VENV)/.bench: pyproject.toml constraints/ci.txt | $(BIN)/python
-	$(PIP) -e '.[dev,torch,bench]' -c constraints/ci.txt
+	$(PIP) -e '.[dev,torch,ray,bench]' -c constraints/ci.txt
 	touch $@
 
 bench: $(VENV)/.bench

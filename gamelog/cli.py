@@ -23,6 +23,11 @@ app = typer.Typer(
 )
 
 
+class Engine(str, Enum):
+    local = "local"
+    ray = "ray"
+
+
 class Split(str, Enum):
     file = "file"
     line = "line"
@@ -62,6 +67,8 @@ def convert(
     player2: Annotated[Optional[str], typer.Option(help="Transcripts: the speaker who plays 2 (default: known labels, else the most frequent responder).")] = None,
     perspectives: Annotated[str, typer.Option(help="Transcripts: one episode, or 'all' (one per speaker as player 2).")] = "one",
     spacy_model: Annotated[Optional[str], typer.Option(help="Transcripts: an installed spaCy pipeline for question detection (default: rules on spaCy's blank English).")] = None,
+    engine: Annotated[Engine, typer.Option(help="local, or ray: one Ray task per input file (see docs/scale.md).")] = Engine.local,
+    ray_address: Annotated[Optional[str], typer.Option(help="--engine ray: the cluster to join (default: RAY_ADDRESS, else a local Ray).")] = None,
 ) -> None:
     """Convert raw data into player-tagged episodes (Parquet), with rejects and a report."""
     from gamelog.convert import ConvertOptions, convert as run, resolve
@@ -85,8 +92,13 @@ def convert(
         _fail("--perspectives takes one or all.")
     from gamelog.progress import progress
 
-    with progress("convert", unit="records") as update:
-        report = run(inputs, out=out, options=options, on_progress=lambda t: update(t.read, f"{t.episodes:,} episodes"))
+    if engine == Engine.ray:
+        from gamelog.engines.ray_data import convert_on_ray
+
+        report = convert_on_ray(inputs, out=out, options=options, address=ray_address)
+    else:
+        with progress("convert", unit="records") as update:
+            report = run(inputs, out=out, options=options, on_progress=lambda t: update(t.read, f"{t.episodes:,} episodes"))
     from gamelog.summary import print_convert_summary
 
     print_convert_summary(report, out)
@@ -124,6 +136,8 @@ def pack(
     window: Annotated[int, typer.Option(help="Episodes packed together by best-fit decreasing; bounds memory.", min=1)] = 20_000,
     shard_rows: Annotated[int, typer.Option(help="Rows per output shard.", min=1)] = 50_000,
     workers: Annotated[int, typer.Option(help="Processes that render and encode (0: one per core). The output is the same for any number.", min=0)] = 0,
+    engine: Annotated[Engine, typer.Option(help="local, or ray: blocks of --window episodes packed by Ray tasks (see docs/scale.md).")] = Engine.local,
+    ray_address: Annotated[Optional[str], typer.Option(help="--engine ray: the cluster to join (default: RAY_ADDRESS, else a local Ray).")] = None,
 ) -> None:
     """Tokenize, mask and pack episodes into Parquet training shards with a manifest."""
     from gamelog.pack import PackOptions, pack as run
@@ -139,8 +153,13 @@ def pack(
     from gamelog.write.atomic import parquet_rows
 
     total = sum(parquet_rows(f) for f in episode_files(episodes))
-    with progress("pack", unit="episodes", total=total) as update:
-        manifest = run(episodes, out=out, options=options, on_progress=lambda c: update(c.episodes_read, f"{c.tokens_total:,} tokens"))
+    if engine == Engine.ray:
+        from gamelog.engines.ray_data import pack_on_ray
+
+        manifest = pack_on_ray(episodes, out=out, options=options, address=ray_address, num_cpus=workers or None)
+    else:
+        with progress("pack", unit="episodes", total=total) as update:
+            manifest = run(episodes, out=out, options=options, on_progress=lambda c: update(c.episodes_read, f"{c.tokens_total:,} tokens"))
     print_pack_summary(manifest, out)
     if tokenizer == "builtin":
         typer.echo("note: packed with the built-in byte-level demo tokenizer; pass --tokenizer DIR of your model to train.", err=True)

@@ -109,16 +109,35 @@ def workers_for(options: PackOptions) -> int:
     return options.workers or os.cpu_count() or 1
 
 
-def _write_window(segments: list[Segment], shards: ShardWriter, counts: PackCounts, options: PackOptions) -> None:
-    """Best-fit decreasing over one window's segments, written as packed rows."""
+def pack_window(segments: list[Segment], counts: PackCounts, options: PackOptions):
+    """Best-fit decreasing over one window's segments: the packed rows as a table (None when empty)."""
     if not segments:
-        return
+        return None
     rows = best_fit_decreasing([len(s) for s in segments], options.seq_len)
-    shards.write(rows_table(segments, rows, with_returns=options.returns is not None))
     counts.rows += len(rows)
     counts.segments += len(segments)
     counts.tokens_total += sum(len(s) for s in segments)
     counts.tokens_trained += int(sum(int(s.mask.sum()) for s in segments))
+    return rows_table(segments, rows, with_returns=options.returns is not None)
+
+
+def _write(shards: ShardWriter, table) -> None:
+    if table is not None:
+        shards.write(table)
+
+
+def stage_for(options: PackOptions, template: str) -> Stage:
+    policy = LossPolicy(thoughts=options.train_thoughts, tool_calls=options.train_tool_calls, suboptimal=options.keep_suboptimal)
+    return Stage(tokenizer=options.tokenizer, template=template, objective=options.objective, policy=policy, gamma=options.returns, seq_len=options.seq_len, overflow=options.overflow)
+
+
+def check_options(options: PackOptions) -> None:
+    if options.objective not in OBJECTIVES:
+        raise GamelogError(f"unknown objective '{options.objective}'; choose one of: {', '.join(OBJECTIVES)}.")
+    if options.overflow not in OVERFLOW:
+        raise GamelogError(f"unknown overflow policy '{options.overflow}'; choose one of: {', '.join(OVERFLOW)}.")
+    if options.seq_len < 8:
+        raise GamelogError(f"--seq-len {options.seq_len} is too small; use at least 8.")
 
 
 def _episode_batches(file: Path):
@@ -130,20 +149,14 @@ def _episode_batches(file: Path):
 
 
 def pack(episodes: str | Path, *, out: Path, options: PackOptions, on_progress=None) -> PackManifest:
-    if options.objective not in OBJECTIVES:
-        raise GamelogError(f"unknown objective '{options.objective}'; choose one of: {', '.join(OBJECTIVES)}.")
-    if options.overflow not in OVERFLOW:
-        raise GamelogError(f"unknown overflow policy '{options.overflow}'; choose one of: {', '.join(OVERFLOW)}.")
-    if options.seq_len < 8:
-        raise GamelogError(f"--seq-len {options.seq_len} is too small; use at least 8.")
+    check_options(options)
     tok = load_tokenizer(options.tokenizer)
     template = choose_template(tok, options.template)
     if options.objective == "preference":
         from gamelog.pack.pairs import pack_pairs
 
         return pack_pairs(Path(episodes), out=out, options=options, tok=tok, template=template, renderer=make_renderer(tok, template, "sft"))
-    policy = LossPolicy(thoughts=options.train_thoughts, tool_calls=options.train_tool_calls, suboptimal=options.keep_suboptimal)
-    stage = Stage(tokenizer=options.tokenizer, template=template, objective=options.objective, policy=policy, gamma=options.returns, seq_len=options.seq_len, overflow=options.overflow)
+    stage = stage_for(options, template)
     counts = PackCounts()
     shards = ShardWriter(out, "part", PACKED_SCHEMA, shard_rows=options.shard_rows)
     rejects = ShardWriter(out, "rejects", REJECT_SCHEMA, shard_rows=0, single=True)
@@ -158,11 +171,11 @@ def pack(episodes: str | Path, *, out: Path, options: PackOptions, on_progress=N
             window.extend(result.segments)
             in_window += result.episodes
             if in_window >= options.window:
-                _write_window(window, shards, counts, options)
+                _write(shards, pack_window(window, counts, options))
                 window, in_window = [], 0
             if on_progress:
                 on_progress(counts)
-        _write_window(window, shards, counts, options)
+        _write(shards, pack_window(window, counts, options))
     return write_manifest(out, shards.names, counts, options, tok, template)
 
 
