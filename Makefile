@@ -36,8 +36,18 @@ $(VENV)/.bench: pyproject.toml constraints/ci.txt | $(BIN)/python
 	$(PIP) -e '.[dev,torch,ray,bench]' -c constraints/ci.txt
 	touch $@
 
-bench: $(VENV)/.bench
+# LLaMA-Factory pins older TRL and transformers: it gets a venv of its own. Its torchvision and
+# torchaudio builds do not load beside CPU torch, so they go; benchmarks/speed.py stands in for torchaudio.
+.venv-llamafactory/.done:
+	python3 -m venv .venv-llamafactory
+	.venv-llamafactory/bin/python -m pip install --quiet --disable-pip-version-check llamafactory torch==2.13.0
+	.venv-llamafactory/bin/python -m pip uninstall --quiet -y torchvision torchaudio
+	touch $@
+
+bench: $(VENV)/.bench .venv-llamafactory/.done
 	$(BIN)/python benchmarks/speed.py
+	$(BIN)/python benchmarks/memory.py
+	$(BIN)/python benchmarks/ray_engine.py
 	$(BIN)/python benchmarks/convert_memory.py
 	$(BIN)/python benchmarks/roles.py
 

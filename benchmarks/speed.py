@@ -12,6 +12,11 @@ chat template; seq_len 4096.
 - TRL: `SFTTrainer._prepare_dataset` with packing=True, packing_strategy="bfd", two processes,
   in a process of its own (imports count too). Skipped, with a note, when TRL is not installed
   (`pip install -e '.[bench]'`).
+- LLaMA-Factory: `llamafactory.data.get_dataset` with stage sft, template phi, packing, 2 workers,
+  in its own venv (`.venv-llamafactory`, which `make bench` builds; it pins older TRL and
+  transformers), with a stand-in for torchaudio, which its data module imports and which does not
+  load beside CPU torch. Skipped, with a note, when that venv is missing.
+- 1 vs 2 workers: `gamelog pack --workers 1` and `--workers 2` on the same episodes; same bytes?
 - raw tokenizer: `Tokenizer.encode_batch` with offsets on gamelog's rendered texts, in process.
 Printed: tokens/s of each, the ratios, packing efficiency, and `gamelog --help` start-up time.
 """
@@ -53,6 +58,28 @@ packed = SFTTrainer._prepare_dataset(trainer, dataset, tokenizer, args, True, No
 tokens = sum(len(ids) for ids in packed["input_ids"])
 print(json.dumps({"seconds": time.perf_counter() - started, "tokens": tokens, "rows": len(packed)}))
 """
+
+
+LLAMAFACTORY_SCRIPT = r"""
+import importlib.machinery, json, sys, time, types
+started = time.perf_counter()
+stand_in = types.ModuleType("torchaudio")  # imported by LLaMA-Factory's data module; text SFT never calls it, and it does not load beside CPU torch
+stand_in.__spec__ = importlib.machinery.ModuleSpec("torchaudio", None)
+sys.modules["torchaudio"] = stand_in
+from transformers import AutoTokenizer, Seq2SeqTrainingArguments
+from llamafactory.data import get_dataset, get_template_and_fix_tokenizer
+from llamafactory.hparams import DataArguments, ModelArguments
+
+tokenizer_dir, data_dir, out, seq_len = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+data_args = DataArguments(template="phi", dataset="bench", dataset_dir=data_dir, cutoff_len=seq_len, packing=True, preprocessing_num_workers=2, overwrite_cache=True)
+training_args = Seq2SeqTrainingArguments(output_dir=out, do_train=True, use_cpu=True, report_to=[])
+template = get_template_and_fix_tokenizer(tokenizer, data_args)
+dataset = get_dataset(template, ModelArguments(model_name_or_path=tokenizer_dir), data_args, training_args, stage="sft", tokenizer=tokenizer)["train_dataset"]
+real = sum(sum(1 for m in mask if m) for mask in dataset["attention_mask"])  # packed rows are padded to the cutoff
+print(json.dumps({"seconds": time.perf_counter() - started, "tokens": real, "rows": len(dataset)}))
+"""
+LLAMAFACTORY_PYTHON = Path(os.environ.get("LLAMAFACTORY_PYTHON", ROOT / ".venv-llamafactory" / "bin" / "python"))
 
 
 def gamelog(*args: str) -> subprocess.CompletedProcess:
@@ -99,6 +126,19 @@ def run_trl(path: Path, folder: Path) -> dict | None:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def run_llamafactory(path: Path, folder: Path) -> dict | None:
+    """LLaMA-Factory's SFT preparation (template phi, packing, 2 workers) in its own venv: it pins older TRL and transformers."""
+    if not LLAMAFACTORY_PYTHON.exists():
+        return None
+    info = {"bench": {"file_name": str(path), "formatting": "sharegpt", "columns": {"messages": "messages"}, "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant", "system_tag": "system"}}}
+    (folder / "dataset_info.json").write_text(json.dumps(info))
+    done = subprocess.run([str(LLAMAFACTORY_PYTHON), "-c", LLAMAFACTORY_SCRIPT, str(TOKENIZER), str(folder), str(folder / "llamafactory"), str(SEQ_LEN)], capture_output=True, text=True)
+    if done.returncode != 0:
+        print(f"LLaMA-Factory failed: {done.stderr[-800:]}")
+        return None
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def raw_tokenizer(folder: Path) -> float:
     """Tokens/s of encode_batch (with offsets) on the texts gamelog rendered, in process."""
     import pyarrow.parquet as pq
@@ -112,6 +152,18 @@ def raw_tokenizer(folder: Path) -> float:
     started = time.perf_counter()
     tokens = sum(len(e.ids) for e in tok.tokenizer.encode_batch(texts, add_special_tokens=False))
     return tokens / (time.perf_counter() - started)
+
+
+def workers(folder: Path) -> tuple[float, float, bool]:
+    """Seconds of `gamelog pack` with 1 and with 2 workers on the same episodes, and whether the outputs are the same bytes."""
+    seconds, outputs = [], []
+    for count in (1, 2):
+        out = folder / f"shards-{count}-workers"
+        started = time.perf_counter()
+        gamelog("pack", str(folder / "episodes"), "--tokenizer", str(TOKENIZER), "--seq-len", str(SEQ_LEN), "--workers", str(count), "--out", str(out))
+        seconds.append(time.perf_counter() - started)
+        outputs.append({f.name: f.read_bytes() for f in sorted(out.iterdir())})
+    return seconds[0], seconds[1], outputs[0] == outputs[1]
 
 
 def startup() -> float:
@@ -141,6 +193,15 @@ def main() -> None:
             trl_rate = theirs["tokens"] / theirs["seconds"]
             print(f"TRL _prepare_dataset (bfd): {theirs['tokens']:,} tokens in {theirs['seconds']:.2f} s = {trl_rate:,.0f} tokens/s; efficiency {theirs['tokens'] / (theirs['rows'] * SEQ_LEN):.2%}")
             print(f"gamelog / TRL tokens/s: {rate / trl_rate:.2f}x (target >= 3x)")
+        factory = run_llamafactory(path, folder)
+        if factory is None:
+            print(f"LLaMA-Factory: no {LLAMAFACTORY_PYTHON} (make bench builds .venv-llamafactory); no ratio")
+        else:
+            ours_rate, their_rate = args.conversations / ours["seconds"], args.conversations / factory["seconds"]
+            print(f"LLaMA-Factory get_dataset (sft, phi, packing, 2 workers): {their_rate:,.0f} conversations/s, {factory['tokens']:,} tokens in {factory['seconds']:.2f} s, efficiency {factory['tokens'] / (factory['rows'] * SEQ_LEN):.2%}; tokens it lost against gamelog's: {1 - factory['tokens'] / ours['tokens']:.2%}")
+            print(f"gamelog / LLaMA-Factory conversations/s: {ours_rate / their_rate:.2f}x (target >= 2x)")
+        one, two, same = workers(folder)
+        print(f"gamelog pack, 1 worker {one:.2f} s, 2 workers {two:.2f} s: {one / two:.2f}x (target >= 1.7x); same bytes: {same}")
         raw = raw_tokenizer(folder)
         print(f"raw encode_batch: {raw:,.0f} tokens/s; gamelog / raw: {rate / raw:.2f} (target >= 0.75)")
     print(f"gamelog --help start-up: {startup():.3f} s (target < 0.3 s)")

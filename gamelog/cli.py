@@ -122,7 +122,7 @@ class Objective(str, Enum):
 
 @app.command()
 def pack(
-    episodes: Annotated[Path, typer.Argument(help="Episodes directory written by gamelog convert.")],
+    episodes: Annotated[str, typer.Argument(help="Episodes directory written by gamelog convert (with --engine ray also a URI: s3://, gs://, file://).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory for part-*.parquet, manifest.json (and rejects.parquet).")],
     tokenizer: Annotated[str, typer.Option(help="Tokenizer directory, tokenizer.json, vocab.json+merges.txt directory, hub id, or 'builtin' (byte-level demo default: pass a real one to train).")] = "builtin",
     seq_len: Annotated[int, typer.Option(help="Tokens per packed row.", min=8)] = 4096,
@@ -148,18 +148,18 @@ def pack(
         returns=returns, train_thoughts=train_thoughts, train_tool_calls=train_tool_calls, keep_suboptimal=keep_suboptimal,
         window=window, shard_rows=shard_rows, workers=workers,
     )
-    from gamelog.progress import progress
-    from gamelog.validate import episode_files
-    from gamelog.write.atomic import parquet_rows
-
-    total = sum(parquet_rows(f) for f in episode_files(episodes))
     if engine == Engine.ray:
         from gamelog.engines.ray_data import pack_on_ray
 
         manifest = pack_on_ray(episodes, out=out, options=options, address=ray_address, num_cpus=workers or None)
     else:
+        from gamelog.progress import progress
+        from gamelog.validate import episode_files
+        from gamelog.write.atomic import parquet_rows
+
+        total = sum(parquet_rows(f) for f in episode_files(Path(episodes)))
         with progress("pack", unit="episodes", total=total) as update:
-            manifest = run(episodes, out=out, options=options, on_progress=lambda c: update(c.episodes_read, f"{c.tokens_total:,} tokens"))
+            manifest = run(Path(episodes), out=out, options=options, on_progress=lambda c: update(c.episodes_read, f"{c.episodes_packed:,} encoded, {c.rows:,} rows written"))
     print_pack_summary(manifest, out)
     if tokenizer == "builtin":
         typer.echo("note: packed with the built-in byte-level demo tokenizer; pass --tokenizer DIR of your model to train.", err=True)

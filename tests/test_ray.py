@@ -82,3 +82,15 @@ def test_pack_on_ray_refuses_the_preference_objective(tmp_path):
     convert([shared("preference")], out=episodes, options=ConvertOptions())
     with pytest.raises(GamelogError, match="local engine"):
         pack_on_ray(episodes, out=tmp_path / "ray", options=PackOptions(objective="preference"))
+
+
+def test_pack_on_ray_reads_episodes_through_a_filesystem_uri(tmp_path):
+    """Episodes on an object store are read with pyarrow's filesystems; file:// is the one testable offline."""
+    episodes = tmp_path / "episodes"
+    convert([shared("chat/glaive_toolcall_en_demo.json")], out=episodes, options=ConvertOptions())
+    options = PackOptions(tokenizer=shared("tokenizers/phi-2"), seq_len=2048)
+    local = pack(episodes, out=tmp_path / "local", options=options)
+    remote = pack_on_ray(episodes.as_uri(), out=tmp_path / "ray", options=options)
+    assert [s["sha256"] for s in remote.shards] == [s["sha256"] for s in local.shards]
+    with pytest.raises(GamelogError, match="no episodes"):
+        pack_on_ray((tmp_path / "ray").as_uri(), out=tmp_path / "none", options=options)

@@ -28,6 +28,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from gamelog.errors import GamelogError
+from gamelog.validate import episode_files
 
 PAYLOAD = pa.schema([pa.field("payload", pa.binary())])
 
@@ -164,15 +165,31 @@ def _pack_block(block: pa.Table, stage, options) -> pa.Table:
         counts.add(result.counts)
         segments.extend(result.segments)
         rejects.extend(result.rejects)
-    rows = pack_window(segments, counts, options)
+    rows = list(pack_window(segments, counts, options))
     return _payload({"rows": rows, "rejects": rejects, "counts": counts})
 
 
-def pack_on_ray(episodes: Path, *, out: Path, options, address: str | None = None, num_cpus: int | None = None):
+def _episode_files(episodes: str):
+    """The episodes files of a local directory, or of a URI (s3://, gs://, file://...) through pyarrow's filesystems."""
+    if "://" not in episodes:
+        return [str(f) for f in episode_files(Path(episodes))], None
+    from pyarrow import fs
+
+    try:
+        filesystem, root = fs.FileSystem.from_uri(episodes)
+        found = filesystem.get_file_info(fs.FileSelector(root))
+    except (pa.ArrowException, OSError) as exc:
+        raise GamelogError(f"{episodes}: cannot list it ({exc}); check the URI and the credentials of its filesystem.") from None
+    files = sorted(f.path for f in found if f.is_file and f.base_name.startswith("episodes-") and f.base_name.endswith(".parquet"))
+    if not files:
+        raise GamelogError(f"{episodes}: no episodes-*.parquet files here; pass the --out directory of gamelog convert.")
+    return files, filesystem
+
+
+def pack_on_ray(episodes: str | Path, *, out: Path, options, address: str | None = None, num_cpus: int | None = None):
     from gamelog.pack import PackCounts, check_options, choose_template, stage_for, write_manifest
     from gamelog.pack.rows import PACKED_SCHEMA
     from gamelog.pack.tokenizer import load_tokenizer
-    from gamelog.validate import episode_files
     from gamelog.write.shards import REJECT_SCHEMA, ShardWriter, publishing, reject_table
 
     check_options(options)
@@ -180,10 +197,10 @@ def pack_on_ray(episodes: Path, *, out: Path, options, address: str | None = Non
         raise GamelogError("--objective preference runs on the local engine only; drop --engine ray.")
     tok = load_tokenizer(options.tokenizer)
     template = choose_template(tok, options.template)
-    files = [str(f) for f in episode_files(Path(episodes))]
+    files, filesystem = _episode_files(str(episodes))
     ray = start(address, num_cpus)
     columns = ["episode_id", "source", "regime", "group_id", "rank", "outcome", "turns"]
-    dataset = ray.data.read_parquet(files).select_columns(columns)
+    dataset = ray.data.read_parquet(files, filesystem=filesystem).select_columns(columns)
     dataset = dataset.map_batches(_pack_block, batch_size=options.window, batch_format="pyarrow", fn_kwargs={"stage": stage_for(options, template), "options": options})
     counts = PackCounts()
     shards = ShardWriter(out, "part", PACKED_SCHEMA, shard_rows=options.shard_rows)
@@ -193,6 +210,6 @@ def pack_on_ray(episodes: Path, *, out: Path, options, address: str | None = Non
             counts.add(result["counts"])
             if result["rejects"]:
                 rejects.write(reject_table(result["rejects"]))
-            if result["rows"] is not None:
-                shards.write(result["rows"])
+            for table in result["rows"]:
+                shards.write(table)
     return write_manifest(out, shards.names, counts, options, tok, template)

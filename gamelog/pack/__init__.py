@@ -18,7 +18,9 @@ output is byte-identical whatever the number of workers. Objectives:
 
 from __future__ import annotations
 
+import ctypes
 import os
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -109,21 +111,28 @@ def workers_for(options: PackOptions) -> int:
     return options.workers or os.cpu_count() or 1
 
 
-def pack_window(segments: list[Segment], counts: PackCounts, options: PackOptions):
-    """Best-fit decreasing over one window's segments: the packed rows as a table (None when empty)."""
+ROW_GROUP = 128  # packed rows per written table (one Parquet row group): bounds the memory of writing a window
+
+
+def pack_window(segments: list[Segment], counts: PackCounts, options: PackOptions) -> Iterator[pa.Table]:
+    """Best-fit decreasing over one window's segments: the packed rows, as tables of ROW_GROUP rows."""
     if not segments:
-        return None
+        return
     rows = best_fit_decreasing([len(s) for s in segments], options.seq_len)
     counts.rows += len(rows)
     counts.segments += len(segments)
     counts.tokens_total += sum(len(s) for s in segments)
     counts.tokens_trained += int(sum(int(s.mask.sum()) for s in segments))
-    return rows_table(segments, rows, with_returns=options.returns is not None)
+    for start in range(0, len(rows), ROW_GROUP):
+        yield rows_table(segments, rows[start : start + ROW_GROUP], with_returns=options.returns is not None)
 
 
-def _write(shards: ShardWriter, table) -> None:
-    if table is not None:
-        shards.write(table)
+def release_freed_memory() -> None:
+    """Hand the pages freed with a window back to the system (glibc keeps them otherwise), so RSS stays at one window's worth."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        pass
 
 
 def stage_for(options: PackOptions, template: str) -> Stage:
@@ -171,11 +180,14 @@ def pack(episodes: str | Path, *, out: Path, options: PackOptions, on_progress=N
             window.extend(result.segments)
             in_window += result.episodes
             if in_window >= options.window:
-                _write(shards, pack_window(window, counts, options))
+                for table in pack_window(window, counts, options):
+                    shards.write(table)
                 window, in_window = [], 0
+                release_freed_memory()
             if on_progress:
                 on_progress(counts)
-        _write(shards, pack_window(window, counts, options))
+        for table in pack_window(window, counts, options):
+            shards.write(table)
     return write_manifest(out, shards.names, counts, options, tok, template)
 
 

@@ -1,0 +1,61 @@
+"""Peak memory of `gamelog convert` and `gamelog pack` on the speed workload, 1x and 10x.
+
+    python benchmarks/memory.py [--conversations 20000] [--repeat 10]
+
+The workload is benchmarks/speed.py's (unique OpenAI-messages conversations from the shared chat
+and instruct files; phi-3-mini, seq_len 4096). Each command is a separate process; its peak RSS is
+the kernel's (wait4), which for pack is the largest of the main process and its workers. Flat
+memory means the 10x run peaks within 1.2x of the 1x run: both commands stream, convert in batches
+and pack in windows of --window episodes (20,000 by default).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from speed import SEQ_LEN, TOKENIZER, workload  # noqa: E402
+
+
+def peak(*args: str) -> tuple[float, float]:
+    """Peak RSS (MiB) and seconds of one gamelog command."""
+    started = time.perf_counter()
+    process = subprocess.Popen([sys.executable, "-m", "gamelog.cli", *args], stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(process.pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"gamelog {args[0]} failed")
+    return usage.ru_maxrss / 1024, time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--conversations", type=int, default=20_000)
+    parser.add_argument("--repeat", type=int, default=10)
+    args = parser.parse_args()
+    print(f"machine: {os.cpu_count()} cores; python {sys.version.split()[0]}; seq_len {SEQ_LEN}")
+    peaks: dict[str, list[float]] = {"convert": [], "pack": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for times in (1, args.repeat):
+            folder = Path(tmp) / f"x{times}"
+            folder.mkdir()
+            path = workload(folder, args.conversations * times)
+            rss, seconds = peak("convert", str(path), "--dedup", "none", "--out", str(folder / "episodes"))
+            peaks["convert"].append(rss)
+            print(f"{times:>3}x convert: {args.conversations * times:>9,} conversations, peak RSS {rss:7.1f} MiB, {seconds:6.1f} s")
+            rss, seconds = peak("pack", str(folder / "episodes"), "--tokenizer", str(TOKENIZER), "--seq-len", str(SEQ_LEN), "--out", str(folder / "shards"))
+            peaks["pack"].append(rss)
+            counts = json.loads((folder / "shards" / "manifest.json").read_text())["counts"]
+            print(f"{times:>3}x pack:    {counts['tokens_total']:>9,} tokens, peak RSS {rss:7.1f} MiB, {seconds:6.1f} s")
+    for command, (small, large) in peaks.items():
+        print(f"peak RSS ratio {args.repeat}x / 1x, {command}: {large / small:.3f} (target <= 1.2)")
+
+
+if __name__ == "__main__":
+    main()
