@@ -76,8 +76,13 @@ data_args = DataArguments(template="phi", dataset="bench", dataset_dir=data_dir,
 training_args = Seq2SeqTrainingArguments(output_dir=out, do_train=True, use_cpu=True, report_to=[])
 template = get_template_and_fix_tokenizer(tokenizer, data_args)
 dataset = get_dataset(template, ModelArguments(model_name_or_path=tokenizer_dir), data_args, training_args, stage="sft", tokenizer=tokenizer)["train_dataset"]
-real = sum(sum(1 for m in mask if m) for mask in dataset["attention_mask"])  # packed rows are padded to the cutoff
-print(json.dumps({"seconds": time.perf_counter() - started, "tokens": real, "rows": len(dataset)}))
+real, width = 0, 0
+for ids in dataset["input_ids"]:  # packed rows are padded at the end to cutoff + 1, with attention 1 on the padding
+    width, n = max(width, len(ids)), len(ids)
+    while n and ids[n - 1] == tokenizer.pad_token_id:
+        n -= 1
+    real += n
+print(json.dumps({"seconds": time.perf_counter() - started, "tokens": real, "rows": len(dataset), "width": width}))
 """
 LLAMAFACTORY_PYTHON = Path(os.environ.get("LLAMAFACTORY_PYTHON", ROOT / ".venv-llamafactory" / "bin" / "python"))
 
@@ -198,7 +203,7 @@ def main() -> None:
             print(f"LLaMA-Factory: no {LLAMAFACTORY_PYTHON} (make bench builds .venv-llamafactory); no ratio")
         else:
             ours_rate, their_rate = args.conversations / ours["seconds"], args.conversations / factory["seconds"]
-            print(f"LLaMA-Factory get_dataset (sft, phi, packing, 2 workers): {their_rate:,.0f} conversations/s, {factory['tokens']:,} tokens in {factory['seconds']:.2f} s, efficiency {factory['tokens'] / (factory['rows'] * SEQ_LEN):.2%}; tokens it lost against gamelog's: {1 - factory['tokens'] / ours['tokens']:.2%}")
+            print(f"LLaMA-Factory get_dataset (sft, phi, packing, 2 workers): {their_rate:,.0f} conversations/s, {factory['tokens']:,} tokens in {factory['seconds']:.2f} s, efficiency {factory['tokens'] / (factory['rows'] * factory['width']):.2%} (rows of {factory['width']}); tokens it lost against gamelog's: {1 - factory['tokens'] / ours['tokens']:.2%}")
             print(f"gamelog / LLaMA-Factory conversations/s: {ours_rate / their_rate:.2f}x (target >= 2x)")
         one, two, same = workers(folder)
         print(f"gamelog pack, 1 worker {one:.2f} s, 2 workers {two:.2f} s: {one / two:.2f}x (target >= 1.7x); same bytes: {same}")

@@ -201,6 +201,7 @@ def pack_on_ray(episodes: str | Path, *, out: Path, options, address: str | None
     ray = start(address, num_cpus)
     columns = ["episode_id", "source", "regime", "group_id", "rank", "outcome", "turns"]
     dataset = ray.data.read_parquet(files, filesystem=filesystem).select_columns(columns)
+    dataset = dataset.repartition(target_num_rows_per_block=options.window, strict=True)  # one block per task, whatever the files' sizes
     dataset = dataset.map_batches(_pack_block, batch_size=options.window, batch_format="pyarrow", fn_kwargs={"stage": stage_for(options, template), "options": options})
     counts = PackCounts()
     shards = ShardWriter(out, "part", PACKED_SCHEMA, shard_rows=options.shard_rows)
