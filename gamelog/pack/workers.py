@@ -20,11 +20,13 @@ from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+import numpy as np
 import pyarrow as pa
 
 from gamelog.pack.segments import PackCounts, encode_episodes, fit
 from gamelog.pack.tokens import LossPolicy, Segment
 
+NO_TURNS = np.zeros(0, np.int32)
 IN_FLIGHT = 3  # batches queued per worker: enough to keep it busy, few enough to bound memory
 
 
@@ -76,6 +78,8 @@ def run_stage(stage: Stage, batch: pa.RecordBatch) -> Encoded:
     encoded, dropped = len(segments), counts.episodes_dropped
     result.segments = fit(segments, seq_len=stage.seq_len, overflow=stage.overflow, counts=counts)
     counts.episodes_packed += encoded - (counts.episodes_dropped - dropped)
+    for segment in result.segments:
+        segment.turn = NO_TURNS  # only the overflow split needs move indices: 4 bytes a token less to ship and hold
     return result
 
 
