@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from speed import SEQ_LEN, TOKENIZER, workload  # noqa: E402
+from speed import SEQ_LEN, TOKENIZER, machine, workload  # noqa: E402
 
 
 def peak(*args: str) -> tuple[float, float]:
@@ -39,7 +39,7 @@ def main() -> None:
     parser.add_argument("--conversations", type=int, default=20_000)
     parser.add_argument("--repeat", type=int, default=10)
     args = parser.parse_args()
-    print(f"machine: {os.cpu_count()} cores; python {sys.version.split()[0]}; seq_len {SEQ_LEN}")
+    print(machine())
     peaks: dict[str, list[float]] = {"convert": [], "pack": []}
     with tempfile.TemporaryDirectory() as tmp:
         for times in (1, args.repeat):

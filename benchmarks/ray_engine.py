@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -22,7 +21,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from speed import SEQ_LEN, TOKENIZER, workload  # noqa: E402
+from speed import SEQ_LEN, TOKENIZER, machine, workload  # noqa: E402
 
 
 def timed(*args: str) -> float:
@@ -36,7 +35,7 @@ def main() -> None:
     parser.add_argument("--conversations", type=int, default=20_000)
     parser.add_argument("--block", type=int, default=5_000)
     args = parser.parse_args()
-    print(f"machine: {os.cpu_count()} cores; python {sys.version.split()[0]}; workload {args.conversations:,} conversations; seq_len {SEQ_LEN}")
+    print(f"{machine()}; workload {args.conversations:,} conversations")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         path = workload(folder, args.conversations)

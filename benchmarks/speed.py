@@ -87,6 +87,11 @@ print(json.dumps({"seconds": time.perf_counter() - started, "tokens": real, "row
 LLAMAFACTORY_PYTHON = Path(os.environ.get("LLAMAFACTORY_PYTHON", ROOT / ".venv-llamafactory" / "bin" / "python"))
 
 
+def machine() -> str:
+    """The line each benchmark starts with: what ran it."""
+    return f"machine: {os.cpu_count()} cores; python {sys.version.split()[0]}; seq_len {SEQ_LEN}"
+
+
 def gamelog(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "gamelog.cli", *args], capture_output=True, text=True, check=True)
 
@@ -184,7 +189,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--conversations", type=int, default=20_000)
     args = parser.parse_args()
-    print(f"machine: {os.cpu_count()} cores; python {sys.version.split()[0]}; workload {args.conversations:,} conversations; seq_len {SEQ_LEN}")
+    print(f"{machine()}; workload {args.conversations:,} conversations")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         path = workload(folder, args.conversations)
