@@ -141,7 +141,7 @@ def _drop_repeats(table: pa.Table, repeats: dict, source: str, tally, rejects) -
     tally.turns -= sum(turns)
     tally.regimes.subtract(Counter(dropped.column("regime").to_pylist()))
     tally.regimes += Counter()  # drop regimes that fell to zero
-    records = sorted({loc for loc, r in zip(locations, repeat.to_pylist()) if r}, key=locations.index)
+    records = list(dict.fromkeys(loc for loc in locations if loc in repeats))  # in order of first appearance
     tally.converted -= len(records)
     tally.rejected["duplicate"] += len(records)
     rows = [{"reason": "duplicate", "detail": f"{loc}: same episodes as {repeats[loc][0]} {repeats[loc][1]}; kept once (--dedup none keeps both).", "source": source, "location": loc, "raw": None} for loc in records]
