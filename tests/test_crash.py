@@ -4,6 +4,7 @@ finishes the job with byte-identical output; a full disk ends with a clear error
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
 import signal
@@ -111,3 +112,53 @@ def test_disk_full_is_a_clear_error_without_partial_shards(inputs, tmp_path):
     assert done.returncode == 2, done.stderr
     assert done.stderr.startswith("error:") and "cannot write the output" in done.stderr and "Traceback" not in done.stderr
     assert left == {} and hidden == [], (left.keys(), hidden)
+
+
+def _workers_of(pid: int) -> list[int]:
+    """The pack worker processes (multiprocessing spawn children) of `pid`."""
+    found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    return [int(k) for k in found if "spawn_main" in Path(f"/proc/{k}/cmdline").read_text(errors="replace")] if found else []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def pack_command(inputs, tmp_path) -> tuple[list[str], Path]:
+    episodes = tmp_path / "episodes"
+    source = [str(inputs / "glaive_toolcall_en_demo.json"), str(inputs / "alpaca_data_cleaned_1000.json")]
+    assert subprocess.run([*GAMELOG, "convert", *source, "--out", str(episodes)], capture_output=True, cwd=ROOT).returncode == 0
+    out = tmp_path / "shards"
+    return [*GAMELOG, "pack", str(episodes), "--tokenizer", shared("tokenizers/phi-3-mini"), "--workers", "2", "--out", str(out)], out
+
+
+def _start_with_workers(command: list[str]) -> tuple[subprocess.Popen, list[int]]:
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    deadline = time.monotonic() + 20
+    while not (workers := _workers_of(process.pid)) and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    assert workers, "pack started no worker process"
+    return process, workers
+
+
+def test_a_killed_pack_leaves_no_worker_behind(pack_command):
+    process, workers = _start_with_workers(pack_command[0])
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    deadline = time.monotonic() + 10
+    while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(w) for w in workers), "workers outlived the killed pack"
+
+
+def test_a_dead_worker_is_a_clear_error_and_nothing_is_published(pack_command):
+    command, out = pack_command
+    process, workers = _start_with_workers(command)
+    os.kill(workers[0], signal.SIGKILL)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 2 and "worker process died" in stderr and "Traceback" not in stderr, stderr
+    assert _final_files(out) == {}

@@ -56,7 +56,7 @@ class PackOptions:
     train_thoughts: bool = True
     train_tool_calls: bool = True
     keep_suboptimal: bool = False
-    window: int = 20_000  # episodes packed together (best-fit decreasing runs over the window); bounds memory
+    window: int = 20_000  # episodes packed together (rounded up to whole batches of 512); bounds memory
     shard_rows: int = 50_000
     workers: int = 0  # processes that render and encode; 0: one per core. The output does not depend on it.
 

@@ -12,21 +12,28 @@ main process, on one thread too, so that 1 and N workers compare like for like.
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
+import signal
+import threading
+import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
 
+from gamelog.errors import GamelogError
 from gamelog.pack.segments import PackCounts, encode_episodes, fit
 from gamelog.pack.tokens import LossPolicy, Segment
 
 NO_TURNS = np.zeros(0, np.int32)
+PR_SET_PDEATHSIG = 1  # Linux prctl option: a signal for this process when its parent dies
 IN_FLIGHT = 3  # batches queued per worker: enough to keep it busy, few enough to bound memory
 
 
@@ -83,8 +90,21 @@ def run_stage(stage: Stage, batch: pa.RecordBatch) -> Encoded:
     return result
 
 
-def _single_threaded_worker() -> None:
+def _start_worker(parent: int) -> None:
+    """A worker: one tokenizer thread, and it dies with the main process (a killed pack leaves no workers behind)."""
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    try:
+        ctypes.CDLL("libc.so.6").prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: watch the parent instead
+        threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _exit_with_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(1)
+    os._exit(1)
 
 
 @contextmanager
@@ -109,7 +129,7 @@ def run_batches(stage: Stage, batches: Iterable[pa.RecordBatch], workers: int) -
         return
     # spawn, not fork: the parent may already hold Arrow and tokenizer threads.
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_single_threaded_worker) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_start_worker, initargs=(os.getpid(),)) as pool:
         pending: deque = deque()
         try:
             for batch in batches:
@@ -118,6 +138,8 @@ def run_batches(stage: Stage, batches: Iterable[pa.RecordBatch], workers: int) -
                     yield pending.popleft().result()
             while pending:
                 yield pending.popleft().result()
+        except BrokenProcessPool:
+            raise GamelogError(f"a pack worker process died (killed, or out of memory); nothing was published. Re-run with fewer --workers than {workers} or --workers 1.") from None
         finally:
             for future in pending:
                 future.cancel()
