@@ -20,6 +20,7 @@ app = typer.Typer(
     no_args_is_help=True,
     help="Prepare LLM training data as logs of a two-player game (player 1: the human side, player 2: the model).",
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: rendering it with rich imports rich's markdown stack (0.13 s of start-up)
 )
 
 
