@@ -139,7 +139,9 @@ def run_batches(stage: Stage, batches: Iterable[pa.RecordBatch], workers: int) -
             while pending:
                 yield pending.popleft().result()
         except BrokenProcessPool:
-            raise GamelogError(f"a pack worker process died (killed, or out of memory); nothing was published. Re-run with fewer --workers than {workers} or --workers 1.") from None
+            raise GamelogError(
+                f"a pack worker process died (killed, out of memory, or it could not start: a script that calls pack() needs an `if __name__ == \"__main__\":` guard); nothing was published. Re-run with fewer --workers than {workers}, or --workers 1."
+            ) from None
         finally:
             for future in pending:
                 future.cancel()
