@@ -159,6 +159,11 @@ def test_a_dead_worker_is_a_clear_error_and_nothing_is_published(pack_command):
     command, out = pack_command
     process, workers = _start_with_workers(command)
     os.kill(workers[0], signal.SIGKILL)
-    _, stderr = process.communicate(timeout=120)
+    try:
+        _, stderr = process.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        pytest.fail("pack hung after one of its workers died")
     assert process.returncode == 2 and "worker process died" in stderr and "Traceback" not in stderr, stderr
     assert _final_files(out) == {}

@@ -20,8 +20,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -34,7 +32,6 @@ from gamelog.pack.tokens import LossPolicy, Segment
 
 NO_TURNS = np.zeros(0, np.int32)
 PR_SET_PDEATHSIG = 1  # Linux prctl option: a signal for this process when its parent dies
-IN_FLIGHT = 3  # batches queued per worker: enough to keep it busy, few enough to bound memory
 
 
 @dataclass(frozen=True)
@@ -121,7 +118,12 @@ def _single_threaded_here():
 
 
 def run_batches(stage: Stage, batches: Iterable[pa.RecordBatch], workers: int) -> Iterator[Encoded]:
-    """Results of every batch, in input order, from `workers` processes (1: in this process)."""
+    """Results of every batch, in input order, from `workers` processes (1: in this process).
+
+    Each worker has a pipe of its own and one batch at a time; batches go round the workers in
+    order and results come back in the same order. A worker that dies shows as a closed pipe, so
+    pack stops with a clear error instead of waiting on it (a shared task queue can hang there).
+    """
     if workers <= 1:
         with _single_threaded_here():
             for batch in batches:
@@ -129,19 +131,82 @@ def run_batches(stage: Stage, batches: Iterable[pa.RecordBatch], workers: int) -
         return
     # spawn, not fork: the parent may already hold Arrow and tokenizer threads.
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_start_worker, initargs=(os.getpid(),)) as pool:
-        pending: deque = deque()
+    crew = [_Worker(context, stage) for _ in range(workers)]
+    try:
+        yield from _round_robin(crew, iter(batches))
+    finally:
+        for worker in crew:
+            worker.stop()
+
+
+def _round_robin(crew: list[_Worker], batches: Iterator[pa.RecordBatch]) -> Iterator[Encoded]:
+    sent: deque[_Worker] = deque()  # workers in the order their batches went out
+    for worker in crew:
+        if (batch := next(batches, None)) is None:
+            break
+        worker.send(batch)
+        sent.append(worker)
+    while sent:
+        worker = sent.popleft()
+        result = worker.receive()
+        if (batch := next(batches, None)) is not None:
+            worker.send(batch)
+            sent.append(worker)
+        yield result
+
+
+class _Worker:
+    """One worker process and its pipe."""
+
+    def __init__(self, context, stage: Stage):
+        self.conn, child = context.Pipe()
+        self.process = context.Process(target=_serve, args=(child, stage, os.getpid()), daemon=True)
+        self.process.start()
+        child.close()  # the worker holds the only other end: its death closes the pipe
+
+    def send(self, batch: pa.RecordBatch) -> None:
         try:
-            for batch in batches:
-                pending.append(pool.submit(run_stage, stage, batch))
-                if len(pending) >= workers * IN_FLIGHT:
-                    yield pending.popleft().result()
-            while pending:
-                yield pending.popleft().result()
-        except BrokenProcessPool:
-            raise GamelogError(
-                f"a pack worker process died (killed, out of memory, or it could not start: a script that calls pack() needs an `if __name__ == \"__main__\":` guard); nothing was published. Re-run with fewer --workers than {workers}, or --workers 1."
-            ) from None
-        finally:
-            for future in pending:
-                future.cancel()
+            self.conn.send(batch)
+        except OSError:
+            raise _died() from None
+
+    def receive(self) -> Encoded:
+        try:
+            result = self.conn.recv()
+        except (EOFError, OSError):
+            raise _died() from None
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def stop(self) -> None:
+        self.conn.close()
+        self.process.join(timeout=5)  # an idle worker sees the closed pipe and ends
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+
+
+def _died() -> GamelogError:
+    return GamelogError(
+        "a pack worker process died (killed, out of memory, or it could not start: a script that calls pack() needs an `if __name__ == \"__main__\":` guard); nothing was published. Re-run with fewer --workers, or --workers 1."
+    )
+
+
+def _serve(conn, stage: Stage, parent: int) -> None:
+    """A worker's loop: a batch in, its Encoded (or the error it raised) out, until the pipe closes."""
+    _start_worker(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
+    while True:
+        try:
+            batch = conn.recv()
+        except (EOFError, OSError):
+            return
+        try:
+            result = run_stage(stage, batch)
+        except Exception as exc:  # e.g. --overflow error: the main process raises it
+            result = exc
+        try:
+            conn.send(result)
+        except OSError:  # the main process stopped (an error elsewhere): nothing left to do
+            return
