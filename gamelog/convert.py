@@ -77,6 +77,14 @@ class Tally:
     regimes: Counter = field(default_factory=Counter)
     formats: dict[str, str] = field(default_factory=dict)
 
+    def add(self, other: Tally) -> None:
+        """Fold another run's tally (another file's, on the Ray engine) into this one."""
+        for name, value in vars(other).items():
+            if isinstance(value, (Counter, dict)):
+                getattr(self, name).update(value)
+            else:
+                setattr(self, name, getattr(self, name) + value)
+
 
 def convert(inputs: list[str], *, out: Path, options: ConvertOptions | None = None, on_progress: Callable[[Tally], None] | None = None) -> ConvertReport:
     options = options or ConvertOptions()
@@ -93,9 +101,7 @@ def convert(inputs: list[str], *, out: Path, options: ConvertOptions | None = No
                     rejects.write(reject_table(bad))
                 if on_progress:
                     on_progress(tally)
-    report = _report(sources, options, tally, shard_entries(out, episodes.names))
-    write_text(out / "report.json", report.model_dump_json(indent=2))
-    return report
+    return write_report(out, sources, options, tally, episodes.names)
 
 
 def convert_source(source: str, options: ConvertOptions, tally: Tally, seen: dict) -> Iterator[tuple[list[dict], list[dict]]]:
@@ -215,6 +221,13 @@ def _reject(exc: RecordError, source: str, location: str, value, raw) -> dict:
         raw = orjson.dumps(value, default=str)
     detail = exc.detail if exc.detail.startswith(location) else f"{location}: {exc.detail}"
     return {"reason": exc.reason, "detail": detail, "source": source, "location": location, "raw": raw_text(raw)}
+
+
+def write_report(out: Path, sources: list[str], options: ConvertOptions, tally: Tally, names: list[str]) -> ConvertReport:
+    """report.json for a finished run (either engine), written last."""
+    report = _report(sources, options, tally, shard_entries(out, names))
+    write_text(out / "report.json", report.model_dump_json(indent=2))
+    return report
 
 
 def _report(sources: list[str], options: ConvertOptions, tally: Tally, shards: list[dict]) -> ConvertReport:

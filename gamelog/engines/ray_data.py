@@ -78,9 +78,8 @@ def _convert_file(batch: pa.Table, options) -> pa.Table:
 
 
 def convert_on_ray(inputs: list[str], *, out: Path, options, address: str | None = None, num_cpus: int | None = None):
-    from gamelog.convert import Tally, _report
+    from gamelog.convert import Tally, write_report
     from gamelog.read import expand_inputs
-    from gamelog.write.atomic import shard_entries, write_text
     from gamelog.write.shards import EPISODE_SCHEMA, REJECT_SCHEMA, ShardWriter, publishing
 
     sources = expand_inputs(inputs)
@@ -93,16 +92,14 @@ def convert_on_ray(inputs: list[str], *, out: Path, options, address: str | None
     with publishing(out, episodes, rejects):
         for result in _results(dataset):
             repeats = _cross_file_repeats(result, seen) if options.dedup == "exact" else {}
-            _fold(tally, result["tally"])
+            tally.add(result["tally"])
             for table in result["episodes"]:
                 if repeats:
                     table = _drop_repeats(table, repeats, result["source"], tally, rejects)
                 episodes.write(table)
             for table in result["rejects"]:
                 rejects.write(table)
-    report = _report(sources, options, tally, shard_entries(out, episodes.names))
-    write_text(out / "report.json", report.model_dump_json(indent=2))
-    return report
+    return write_report(out, sources, options, tally, episodes.names)
 
 
 def _cross_file_repeats(result: dict, seen: dict) -> dict[str, tuple[str, str]]:
@@ -113,16 +110,6 @@ def _cross_file_repeats(result: dict, seen: dict) -> dict[str, tuple[str, str]]:
         if first[0] != result["source"]:
             repeats[location] = first
     return repeats
-
-
-def _fold(tally, other) -> None:
-    tally.read += other.read
-    tally.converted += other.converted
-    tally.rejected.update(other.rejected)
-    tally.episodes += other.episodes
-    tally.turns += other.turns
-    tally.regimes.update(other.regimes)
-    tally.formats.update(other.formats)
 
 
 def _drop_repeats(table: pa.Table, repeats: dict, source: str, tally, rejects) -> pa.Table:
@@ -161,7 +148,6 @@ def _pack_block(block: pa.Table, stage, options) -> pa.Table:
     counts, segments, rejects = PackCounts(), [], []
     for batch in block.to_batches(max_chunksize=ENCODE_BATCH):
         result = run_stage(stage, batch)
-        counts.episodes_read += result.episodes
         counts.add(result.counts)
         segments.extend(result.segments)
         rejects.extend(result.rejects)

@@ -173,12 +173,11 @@ def pack(episodes: str | Path, *, out: Path, options: PackOptions, on_progress=N
     in_window = 0
     with publishing(out, shards, rejects):
         for result in run_batches(stage, episode_batches(Path(episodes)), workers_for(options)):
-            counts.episodes_read += result.episodes
             counts.add(result.counts)
             if result.rejects:
                 rejects.write(reject_table(result.rejects))
             window.extend(result.segments)
-            in_window += result.episodes
+            in_window += result.counts.episodes_read
             if in_window >= options.window:
                 for table in pack_window(window, counts, options):
                     shards.write(table)

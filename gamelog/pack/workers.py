@@ -51,7 +51,6 @@ class Stage:
 class Encoded:
     """One batch's result: its segments in episode order, its rejects, and its counts."""
 
-    episodes: int
     segments: list[Segment]
     rejects: list[dict]
     counts: PackCounts = field(default_factory=PackCounts)
@@ -76,8 +75,9 @@ def run_stage(stage: Stage, batch: pa.RecordBatch) -> Encoded:
     episodes = batch.to_pylist()
     if stage.objective == "pretrain":
         episodes = [e | {"regime": "pretrain"} for e in episodes]
-    result = Encoded(episodes=len(episodes), segments=[], rejects=[])
+    result = Encoded(segments=[], rejects=[])
     counts = result.counts
+    counts.episodes_read = len(episodes)
     segments = encode_episodes(episodes, render=render, tokenizer=tokenizer, policy=stage.policy, gamma=stage.gamma, counts=counts, rejects=result.rejects)
     encoded, dropped = len(segments), counts.episodes_dropped
     result.segments = fit(segments, seq_len=stage.seq_len, overflow=stage.overflow, counts=counts)
