@@ -110,15 +110,48 @@ def lay_out(episodes: list[dict], rendered: list[Rendered], policy: LossPolicy) 
     )
 
 
-def visible_bounds(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """next_visible[i]: first non-blank position >= i; prev_visible[i]: last non-blank position < i (or -1)."""
-    n = len(codes)
-    blank = np.isin(codes, WHITESPACE)
-    index = np.where(blank, n, np.arange(n))
-    next_visible = np.append(np.minimum.accumulate(index[::-1])[::-1], n)
-    before = np.where(blank, -1, np.arange(n))
-    prev_visible = np.concatenate([[-1], np.maximum.accumulate(before)])
-    return next_visible, prev_visible
+BLANK = np.zeros(33, dtype=bool)
+BLANK[WHITESPACE] = True
+
+
+def _blank(codes: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """Whether the characters at these positions are whitespace (all of WHITESPACE is below 33)."""
+    c = codes[positions]
+    return BLANK[np.minimum(c, 32)] & (c <= 32)
+
+
+def first_visible(codes: np.ndarray, begin: np.ndarray, stop: np.ndarray) -> np.ndarray:
+    """Per span: the first non-blank position in [begin, stop), or stop when there is none.
+
+    Scans only the spans that start blank, one character a round, so the cost follows the
+    leading whitespace of the spans, not the length of the text.
+    """
+    found = stop.copy()
+    pending = np.flatnonzero(begin < stop)
+    at = begin[pending]
+    while pending.size:
+        visible = ~_blank(codes, at)
+        found[pending[visible]] = at[visible]
+        at = at[~visible] + 1
+        pending = pending[~visible]
+        more = at < stop[pending]
+        at, pending = at[more], pending[more]
+    return found
+
+
+def last_visible_end(codes: np.ndarray, begin: np.ndarray, stop: np.ndarray) -> np.ndarray:
+    """Per span: one past the last non-blank position in [begin, stop), or begin when there is none."""
+    found = begin.copy()
+    pending = np.flatnonzero(begin < stop)
+    at = stop[pending] - 1
+    while pending.size:
+        visible = ~_blank(codes, at)
+        found[pending[visible]] = at[visible] + 1
+        at = at[~visible] - 1
+        pending = pending[~visible]
+        more = at >= begin[pending]
+        at, pending = at[more], pending[more]
+    return found
 
 
 def build_segments(episodes: list[dict], rendered: list[Rendered], encodings: list, policy: LossPolicy, gamma: float | None) -> tuple[list[Segment], dict[int, RecordError]]:
@@ -129,29 +162,46 @@ def build_segments(episodes: list[dict], rendered: list[Rendered], encodings: li
     offsets = np.fromiter(chain.from_iterable(chain.from_iterable(e.offsets for e in encodings)), dtype=np.int64, count=2 * len(ids)).reshape(-1, 2)
     episode_of = np.repeat(np.arange(len(encodings)), lengths)
     offsets += batch.text_base[episode_of][:, None]
-    next_visible, prev_visible = visible_bounds(batch.codes)
+    start, end = offsets[:, 0], offsets[:, 1]
     # a token belongs to the move of its first visible character (its start when all blank)
-    visible = next_visible[np.clip(offsets[:, 0], 0, len(batch.codes))]
-    anchor = np.where(visible < offsets[:, 1], visible, offsets[:, 0])
+    visible = first_visible(batch.codes, start, end)
+    anchor = np.where(visible < end, visible, start)
     turn = np.searchsorted(batch.turn_start, anchor, side="right") - 1
     turn = np.where(turn >= batch.first_turn[episode_of], turn, -1)
     inside = np.clip(turn, 0, None)
     mask = (turn >= 0) & batch.trained[inside] & (anchor >= batch.content_start[inside]) & (anchor < batch.trained_end[inside])
-    failures = check_masks(batch, offsets[mask], next_visible, prev_visible, rendered)
+    failures = check_masks(batch, start[mask], end[mask], rendered)
     return _segments(episodes, rendered, encodings, lengths, ids, turn, inside, mask.astype(np.uint8), batch, gamma, failures), failures
 
 
-def check_masks(batch: Batch, trained_offsets: np.ndarray, next_visible: np.ndarray, prev_visible: np.ndarray, rendered: list[Rendered]) -> dict[int, RecordError]:
+def covered_spans(start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The union of character intervals [start, end) (in text order) as disjoint sorted intervals."""
+    keep = end > start
+    start, end = start[keep], end[keep]
+    if not start.size:
+        return start, end
+    if (np.diff(start) < 0).any():
+        order = np.argsort(start, kind="stable")
+        start, end = start[order], end[order]
+    reach = np.maximum.accumulate(end)
+    opens = np.flatnonzero(np.concatenate([[True], start[1:] > reach[:-1]]))
+    closes = np.concatenate([opens[1:] - 1, [len(start) - 1]])
+    return start[opens], reach[closes]
+
+
+def check_masks(batch: Batch, trained_start: np.ndarray, trained_end: np.ndarray, rendered: list[Rendered]) -> dict[int, RecordError]:
     """Trained tokens cover each trained move and nothing of the others (edge whitespace aside)."""
-    covered = np.zeros(len(batch.codes) + 1, dtype=np.int64)
-    np.add.at(covered, trained_offsets[:, 0], 1)
-    np.add.at(covered, trained_offsets[:, 1], -1)
-    covered_total = np.concatenate([[0], np.cumsum(np.cumsum(covered)[:-1] > 0)])
-    lo = next_visible[batch.content_start]
-    hi = prev_visible[batch.content_end] + 1
-    span = np.maximum(hi - lo, 0)
-    hit = np.where(span > 0, covered_total[np.clip(hi, 0, None)] - covered_total[np.clip(lo, 0, len(batch.codes))], 0)
-    bad = np.flatnonzero(np.where(batch.trained, hit != span, hit != 0))
+    lo = first_visible(batch.codes, batch.content_start, batch.content_end)
+    hi = last_visible_end(batch.codes, batch.content_start, batch.content_end)
+    solid = hi > lo  # the move has a visible character
+    span_start, span_end = covered_spans(trained_start, trained_end)
+    # trained move: one covered interval holds all of [lo, hi)
+    holder = np.searchsorted(span_start, lo, side="right") - 1
+    held = (holder >= 0) & (span_end[np.clip(holder, 0, None)] >= hi) if span_start.size else np.zeros(len(lo), dtype=bool)
+    # untrained move: no covered interval meets [lo, hi)
+    after = np.searchsorted(span_end, lo, side="right")
+    touched = (after < len(span_start)) & (span_start[np.clip(after, 0, max(len(span_start) - 1, 0))] < hi) if span_start.size else np.zeros(len(lo), dtype=bool)
+    bad = np.flatnonzero(solid & np.where(batch.trained, ~held, touched))
     failures: dict[int, RecordError] = {}
     episode_of_turn = np.searchsorted(batch.first_turn, bad, side="right") - 1
     for turn_index, episode in zip(bad.tolist(), episode_of_turn.tolist()):
@@ -173,7 +223,7 @@ def _segments(episodes, rendered, encodings, lengths, ids, turn, inside, mask, b
     reward = per_move([t["reward"] or 0.0 for t in turns])
     weight = per_move([1.0 if t.get("weight") is None else t["weight"] for t in turns])
     returns = per_move([g for r in rendered for g in move_returns(r.turns, gamma)]) if gamma is not None else None
-    local_turn = (turn - np.repeat(batch.first_turn, lengths)).astype(np.int32)
+    move = np.where(turn >= 0, turn - np.repeat(batch.first_turn, lengths), -1).astype(np.int32)  # index within its episode
     bounds = np.concatenate([[0], np.cumsum(lengths)])
     segments = []
     for k, (episode, r) in enumerate(zip(episodes, rendered)):
@@ -187,7 +237,7 @@ def _segments(episodes, rendered, encodings, lengths, ids, turn, inside, mask, b
                 episode["episode_id"], ids[a:b], mask[a:b], player[a:b],
                 reward[a:b] if has_reward else None,
                 returns[a:b] if returns is not None else None,
-                np.where(turn[a:b] >= 0, local_turn[a:b], -1).astype(np.int32),
+                move[a:b],
                 weight[a:b] if has_weight else None,
             )
         )
