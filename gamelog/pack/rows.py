@@ -7,29 +7,15 @@ import pyarrow as pa
 
 from gamelog.pack.tokens import Segment
 from gamelog.records import PackedRow, arrow_schema
+from gamelog.write.arrays import lists, numeric, strings
 
 PACKED_SCHEMA = arrow_schema(PackedRow)
 
 
-def _numeric(values: np.ndarray, type_: pa.DataType) -> pa.Array:
-    """An Arrow array over a numpy array's buffer (pa.array would import pandas, 0.35 s, to check for it)."""
-    values = np.ascontiguousarray(values, dtype=type_.to_pandas_dtype())
-    return pa.Array.from_buffers(type_, len(values), [None, pa.py_buffer(values)])
-
-
-def _strings(values: list[str]) -> pa.Array:
-    encoded = [v.encode("utf-8") for v in values]
-    offsets = np.zeros(len(encoded) + 1, dtype=np.int32)
-    np.cumsum([len(e) for e in encoded], out=offsets[1:])
-    return pa.Array.from_buffers(pa.string(), len(encoded), [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))])
-
-
-def _list(flat: np.ndarray, offsets: np.ndarray, type_: pa.DataType, valid: np.ndarray | None = None) -> pa.Array:
-    """Lists over `flat` cut at `offsets`; rows where `valid` is False are null."""
-    validity = None if valid is None else pa.py_buffer(np.packbits(valid, bitorder="little"))
-    values = _strings(flat) if type_ == pa.string() else _numeric(flat, type_)
-    nulls = 0 if valid is None else int((~valid).sum())
-    return pa.ListArray.from_buffers(pa.list_(type_), len(offsets) - 1, [validity, pa.py_buffer(np.ascontiguousarray(offsets, dtype=np.int32))], null_count=nulls, children=[values])
+def _list(flat, offsets: np.ndarray, type_: pa.DataType, valid: np.ndarray | None = None) -> pa.Array:
+    """Lists over `flat` (a numpy array, or a list of str) cut at `offsets`; rows where `valid` is False are null."""
+    values = strings(flat) if type_ == pa.string() else numeric(flat, type_)
+    return lists(values, offsets, pa.list_(type_), valid)
 
 
 def rows_table(segments: list[Segment], rows: list[list[int]], *, with_returns: bool) -> pa.Table:

@@ -12,12 +12,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from gamelog.errors import GamelogError
 from gamelog.records import Episode, Reject, arrow_schema, json_fields
+from gamelog.write.arrays import lists, scalars
 from gamelog.write.atomic import publish, remove_stale_temporaries, temporary
 
 EPISODE_SCHEMA = arrow_schema(Episode)
@@ -38,19 +40,18 @@ def episode_table(rows: list[dict]) -> pa.Table:
         if field.name == "turns":
             columns.append(_turns_array(rows, field.type))
         else:
-            columns.append(pa.array([row[field.name] for row in rows], type=field.type))
+            columns.append(scalars([row[field.name] for row in rows], field.type))
     return pa.Table.from_arrays(columns, schema=EPISODE_SCHEMA)
 
 
 def _turns_array(rows: list[dict], list_type: pa.ListType) -> pa.Array:
     turns = [turn for row in rows for turn in row["turns"]]
-    offsets = [0]
-    for row in rows:
-        offsets.append(offsets[-1] + len(row["turns"]))
+    offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+    np.cumsum(np.fromiter((len(row["turns"]) for row in rows), dtype=np.int64, count=len(rows)), out=offsets[1:])
     struct_type = list_type.value_type
-    children = [pa.array([turn[f.name] for turn in turns], type=f.type) for f in struct_type]
+    children = [scalars([turn[f.name] for turn in turns], f.type) for f in struct_type]
     values = pa.StructArray.from_arrays(children, fields=list(struct_type))
-    return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), values, type=list_type)
+    return lists(values, offsets, list_type)
 
 
 class ShardWriter:
@@ -141,4 +142,4 @@ def publishing(out: Path, *writers: ShardWriter) -> Iterator[None]:
 
 
 def reject_table(rows: list[dict]) -> pa.Table:
-    return pa.Table.from_pylist(rows, schema=REJECT_SCHEMA)
+    return pa.Table.from_arrays([scalars([row[f.name] for row in rows], f.type) for f in REJECT_SCHEMA], schema=REJECT_SCHEMA)
