@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 
 from gamelog.errors import GamelogError, RecordError
+from gamelog.pack.offsets import Tokens
 from gamelog.pack.segments import PackCounts
 from gamelog.pack.tokens import LossPolicy, build_segments
 from gamelog.records import PreferenceRow, arrow_schema
@@ -49,8 +50,8 @@ def encode_pair(chosen: dict, rejected: dict, render, tokenizer, policy: LossPol
     if split_turn == 0:
         raise RecordError("prompt_mismatch", "chosen and rejected share no opening move.")
     rendered = [render(chosen), render(rejected)]
-    encodings = tokenizer.encode_batch([r.text for r in rendered], add_special_tokens=False)
-    segments, failures = build_segments([chosen, rejected], rendered, encodings, policy, None)
+    tokens = Tokens.from_encodings(tokenizer.encode_batch([r.text for r in rendered], add_special_tokens=False))
+    segments, failures = build_segments([chosen, rejected], rendered, tokens, policy, None)
     if failures:
         raise next(iter(failures.values()))
     cut = int(np.argmax(segments[0].turn >= split_turn)) if (segments[0].turn >= split_turn).any() else len(segments[0])

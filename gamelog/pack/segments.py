@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gamelog.errors import GamelogError, RecordError
+from gamelog.pack.offsets import Encoder
 from gamelog.pack.tokens import LossPolicy, Segment, build_segments
 from gamelog.render import Rendered
 
@@ -54,7 +55,7 @@ class PackCounts:
                 setattr(self, name, getattr(self, name) + value)
 
 
-def encode_episodes(episodes: list[dict], *, render: Callable[[dict], Rendered], tokenizer, policy: LossPolicy, gamma: float | None, counts: PackCounts, rejects: list[dict]) -> list[Segment]:
+def encode_episodes(episodes: list[dict], *, render: Callable[[dict], Rendered], encoder: Encoder, policy: LossPolicy, gamma: float | None, counts: PackCounts, rejects: list[dict]) -> list[Segment]:
     """Segments for the episodes that render, encode and verify; the others become rejects."""
     segments: list[Segment] = []
     for start in range(0, len(episodes), ENCODE_BATCH):
@@ -65,14 +66,16 @@ def encode_episodes(episodes: list[dict], *, render: Callable[[dict], Rendered],
                 rendered.append((episode, render(episode)))
             except RecordError as exc:
                 _reject(episode, exc, counts, rejects)
-        encodings = tokenizer.encode_batch([r.text for _, r in rendered], add_special_tokens=False)
-        empty = {k for k, e in enumerate(encodings) if not e.ids}
-        kept = [k for k in range(len(rendered)) if k not in empty]
-        for k in sorted(empty):
+        tokens = encoder.encode([r.text for _, r in rendered])
+        empty = np.flatnonzero(tokens.lengths == 0).tolist()
+        for k in empty:
             _reject(rendered[k][0], RecordError("empty_tokens", "the rendered episode encodes to no tokens."), counts, rejects)
+        kept = [k for k in range(len(rendered)) if tokens.lengths[k]]
         if not kept:
             continue
-        built, failures = build_segments([rendered[k][0] for k in kept], [rendered[k][1] for k in kept], [encodings[k] for k in kept], policy, gamma)
+        if empty:
+            tokens = tokens.select(kept)
+        built, failures = build_segments([rendered[k][0] for k in kept], [rendered[k][1] for k in kept], tokens, policy, gamma)
         for position, exc in failures.items():
             _reject(rendered[kept[position]][0], exc, counts, rejects)
         for segment in built:

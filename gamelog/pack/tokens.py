@@ -1,8 +1,8 @@
 """Tokenize each rendered episode once, and give every token its player, loss mask and reward.
 
-The whole rendered text is encoded in one call (`encode_batch`, no special tokens added), so a
-segment's ids are exactly the tokenizer's encoding of that episode: no per-turn encoding that
-changes merges at boundaries, no added BOS. Each token's start offset says which move it belongs
+The whole rendered text is encoded in one call (a batch at a time, no special tokens added; see
+`gamelog.pack.offsets`), so a segment's ids are exactly the tokenizer's encoding of that episode:
+no per-turn encoding that changes merges at boundaries, no added BOS. Each token's start offset says which move it belongs
 to (anchored at its first visible character), and whether it falls in that move's trained span
 (text plus end-of-turn marker).
 Then every episode is checked: the characters covered by trained tokens must hold each trained
@@ -13,11 +13,11 @@ episode that fails is rejected with reason `mask_mismatch`, never packed wrong.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from itertools import chain
 
 import numpy as np
 
 from gamelog.errors import RecordError
+from gamelog.pack.offsets import Tokens
 from gamelog.render import Rendered
 
 
@@ -154,14 +154,12 @@ def last_visible_end(codes: np.ndarray, begin: np.ndarray, stop: np.ndarray) -> 
     return found
 
 
-def build_segments(episodes: list[dict], rendered: list[Rendered], encodings: list, policy: LossPolicy, gamma: float | None) -> tuple[list[Segment], dict[int, RecordError]]:
+def build_segments(episodes: list[dict], rendered: list[Rendered], tokens: Tokens, policy: LossPolicy, gamma: float | None) -> tuple[list[Segment], dict[int, RecordError]]:
     """Segments for a batch of rendered episodes; failures map episode position -> RecordError."""
     batch = lay_out(episodes, rendered, policy)
-    lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
-    ids = np.fromiter(chain.from_iterable(e.ids for e in encodings), dtype=np.int32, count=int(lengths.sum()))
-    offsets = np.fromiter(chain.from_iterable(chain.from_iterable(e.offsets for e in encodings)), dtype=np.int64, count=2 * len(ids)).reshape(-1, 2)
-    episode_of = np.repeat(np.arange(len(encodings)), lengths)
-    offsets += batch.text_base[episode_of][:, None]
+    lengths, ids = tokens.lengths, tokens.ids
+    episode_of = np.repeat(np.arange(len(lengths)), lengths)
+    offsets = tokens.offsets + batch.text_base[episode_of][:, None]
     start, end = offsets[:, 0], offsets[:, 1]
     # a token belongs to the move of its first visible character (its start when all blank)
     visible = first_visible(batch.codes, start, end)
@@ -171,7 +169,7 @@ def build_segments(episodes: list[dict], rendered: list[Rendered], encodings: li
     inside = np.clip(turn, 0, None)
     mask = (turn >= 0) & batch.trained[inside] & (anchor >= batch.content_start[inside]) & (anchor < batch.trained_end[inside])
     failures = check_masks(batch, start[mask], end[mask], rendered)
-    return _segments(episodes, rendered, encodings, lengths, ids, turn, inside, mask.astype(np.uint8), batch, gamma, failures), failures
+    return _segments(episodes, rendered, lengths, ids, turn, inside, mask.astype(np.uint8), batch, gamma, failures), failures
 
 
 def covered_spans(start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -216,7 +214,7 @@ def check_masks(batch: Batch, trained_start: np.ndarray, trained_end: np.ndarray
     return failures
 
 
-def _segments(episodes, rendered, encodings, lengths, ids, turn, inside, mask, batch: Batch, gamma, failures) -> list[Segment]:
+def _segments(episodes, rendered, lengths, ids, turn, inside, mask, batch: Batch, gamma, failures) -> list[Segment]:
     turns = [t for r in rendered for t in r.turns]
     player = np.where(turn >= 0, np.fromiter((t["player"] for t in turns), dtype=np.int8, count=len(turns))[inside], 1).astype(np.int8)
     per_move = lambda values: np.asarray(values, dtype=np.float32)[inside]

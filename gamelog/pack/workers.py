@@ -27,6 +27,7 @@ import numpy as np
 import pyarrow as pa
 
 from gamelog.errors import GamelogError
+from gamelog.pack.offsets import Encoder
 from gamelog.pack.segments import PackCounts, encode_episodes, fit
 from gamelog.pack.tokens import LossPolicy, Segment
 
@@ -66,19 +67,19 @@ def _tools(stage: Stage):
         from gamelog.pack.tokenizer import load_tokenizer
 
         tok = load_tokenizer(stage.tokenizer)
-        _loaded[stage] = (tok.tokenizer, make_renderer(tok, stage.template, stage.objective))
+        _loaded[stage] = (Encoder(tok.tokenizer), make_renderer(tok, stage.template, stage.objective))
     return _loaded[stage]
 
 
 def run_stage(stage: Stage, batch: pa.RecordBatch) -> Encoded:
-    tokenizer, render = _tools(stage)
+    encoder, render = _tools(stage)
     episodes = batch.to_pylist()
     if stage.objective == "pretrain":
         episodes = [e | {"regime": "pretrain"} for e in episodes]
     result = Encoded(segments=[], rejects=[])
     counts = result.counts
     counts.episodes_read = len(episodes)
-    segments = encode_episodes(episodes, render=render, tokenizer=tokenizer, policy=stage.policy, gamma=stage.gamma, counts=counts, rejects=result.rejects)
+    segments = encode_episodes(episodes, render=render, encoder=encoder, policy=stage.policy, gamma=stage.gamma, counts=counts, rejects=result.rejects)
     encoded, dropped = len(segments), counts.episodes_dropped
     result.segments = fit(segments, seq_len=stage.seq_len, overflow=stage.overflow, counts=counts)
     counts.episodes_packed += encoded - (counts.episodes_dropped - dropped)
