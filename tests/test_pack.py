@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 import subprocess
 import sys
 from collections import defaultdict
@@ -15,7 +16,10 @@ import pytest
 from gamelog.convert import ConvertOptions, convert
 from gamelog.errors import GamelogError
 from gamelog.pack import PackOptions, make_renderer, pack
+from gamelog.pack.segments import PackCounts
 from gamelog.pack.tokenizer import load_tokenizer
+from gamelog.pack.tokens import Segment
+from gamelog.pack.workers import NO_TURNS, Encoded
 from gamelog.validate import validate
 
 from conftest import ROOT, SHARED, shared
@@ -197,6 +201,36 @@ def test_output_is_the_same_bytes_for_any_worker_count(episodes, tmp_path):
         assert manifest.counts["episodes_read"] > 2 * 600 and len(manifest.shards) > 1  # several windows, several shards
     assert outputs[1] == outputs[2] == outputs[3]
     assert validate(tmp_path / "2").valid
+
+
+def test_rewards_and_returns_are_the_same_bytes_for_any_worker_count(episodes, tmp_path):
+    """Preference episodes carry per-move rewards: with --returns, every optional column crosses the process boundary."""
+    outputs = {}
+    for workers in (1, 2):
+        options = PackOptions(tokenizer=shared("tokenizers/phi-3-mini"), seq_len=2048, window=1024, workers=workers, keep_suboptimal=True, returns=0.9)
+        manifest = pack(episodes["preference"], out=tmp_path / str(workers), options=options)
+        outputs[workers] = {f.name: f.read_bytes() for f in sorted((tmp_path / str(workers)).iterdir())}
+    table = pq.read_table(tmp_path / "2" / manifest.shards[0]["name"], columns=["reward", "returns"])
+    assert table.column("reward").null_count < table.num_rows and table.column("returns").null_count == 0
+    assert outputs[1] == outputs[2]
+
+
+def test_a_batch_result_crosses_processes_as_the_same_segments():
+    """Segments travel as flat arrays; each comes back with its own values, and None where it had none."""
+    rng = np.random.default_rng(7)
+    segments = []
+    for k in range(6):
+        n = int(rng.integers(1, 40))
+        optional = lambda present: rng.random(n).astype(np.float32) if present else None
+        segments.append(Segment(f"e{k}", rng.integers(0, 1000, n).astype(np.int32), rng.integers(0, 2, n).astype(np.uint8), rng.integers(1, 3, n).astype(np.int8), optional(k % 2 == 0), optional(k % 3 == 0), NO_TURNS, optional(k in (1, 4))))
+    counts = PackCounts(episodes_read=7, episodes_rejected=1)
+    back = pickle.loads(pickle.dumps(Encoded(segments, [{"reason": "x"}], counts)))
+    assert back.counts == counts and back.rejects == [{"reason": "x"}]
+    assert [s.episode_id for s in back.segments] == [s.episode_id for s in segments]
+    for sent, got in zip(segments, back.segments):
+        for name in ("ids", "mask", "player", "reward", "returns", "weight"):
+            a, b = getattr(sent, name), getattr(got, name)
+            assert (a is None and b is None) or (a.dtype == b.dtype and np.array_equal(a, b)), (sent.episode_id, name)
 
 
 def test_a_smaller_window_bounds_memory_at_a_small_cost_in_fill(episodes, tmp_path):

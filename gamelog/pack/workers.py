@@ -32,6 +32,8 @@ from gamelog.pack.segments import PackCounts, encode_episodes, fit
 from gamelog.pack.tokens import LossPolicy, Segment
 
 NO_TURNS = np.zeros(0, np.int32)
+READY = "ready"  # a worker's first message: its tokenizer and renderer are loaded
+OPTIONAL = ("reward", "returns", "weight")  # per-token columns a segment may lack
 PR_SET_PDEATHSIG = 1  # Linux prctl option: a signal for this process when its parent dies
 
 
@@ -50,11 +52,46 @@ class Stage:
 
 @dataclass
 class Encoded:
-    """One batch's result: its segments in episode order, its rejects, and its counts."""
+    """One batch's result: its segments in episode order, its rejects, and its counts.
+
+    Between processes the segments travel as a few flat arrays, not as thousands of small ones
+    (pickling each segment's arrays cost more than the rest of the transfer); the receiving side
+    gets its segments back as views into those arrays.
+    """
 
     segments: list[Segment]
     rejects: list[dict]
     counts: PackCounts = field(default_factory=PackCounts)
+
+    def __getstate__(self) -> dict:
+        segments = self.segments
+        flat = {"ids": [], "mask": [], "player": [], "reward": [], "returns": [], "weight": []}
+        present = {name: np.zeros(len(segments), dtype=bool) for name in OPTIONAL}
+        for k, segment in enumerate(segments):
+            for name in ("ids", "mask", "player"):
+                flat[name].append(getattr(segment, name))
+            for name in OPTIONAL:
+                values = getattr(segment, name)
+                if values is not None:
+                    present[name][k] = True
+                    flat[name].append(values)
+        joined = {name: np.concatenate(parts) if parts else None for name, parts in flat.items()}
+        lengths = np.fromiter(map(len, segments), dtype=np.int64, count=len(segments))
+        episode_ids = [s.episode_id for s in segments]
+        return {"rejects": self.rejects, "counts": self.counts, "lengths": lengths, "episode_ids": episode_ids, "present": present, "flat": joined}
+
+    def __setstate__(self, state: dict) -> None:
+        self.rejects, self.counts = state["rejects"], state["counts"]
+        lengths, flat, present = state["lengths"], state["flat"], state["present"]
+        bounds = np.concatenate([[0], np.cumsum(lengths)]).tolist()
+        # optional columns hold only the segments that have them: their own running offsets
+        cursor = {name: np.concatenate([[0], np.cumsum(np.where(present[name], lengths, 0))]).tolist() for name in OPTIONAL}
+        segments = []
+        for k, episode_id in enumerate(state["episode_ids"]):
+            a, b = bounds[k], bounds[k + 1]
+            extra = {name: flat[name][cursor[name][k] : cursor[name][k + 1]] if present[name][k] else None for name in OPTIONAL}
+            segments.append(Segment(episode_id, flat["ids"][a:b], flat["mask"][a:b], flat["player"][a:b], extra["reward"], extra["returns"], NO_TURNS, extra["weight"]))
+        self.segments = segments
 
 
 _loaded: dict[Stage, tuple] = {}
@@ -124,20 +161,30 @@ def run_batches(stage: Stage, batches: Iterable[pa.RecordBatch], workers: int) -
     Each worker has a pipe of its own and one batch at a time; batches go round the workers in
     order and results come back in the same order. A worker that dies shows as a closed pipe, so
     pack stops with a clear error instead of waiting on it (a shared task queue can hang there).
+    While the workers start (an interpreter, imports and a tokenizer each: about half a second),
+    this process runs the first batches itself, so the cores are busy from the start.
     """
     if workers <= 1:
-        with _single_threaded_here():
-            for batch in batches:
-                yield run_stage(stage, batch)
+        for batch in batches:
+            yield _run_here(stage, batch)
         return
     # spawn, not fork: the parent may already hold Arrow and tokenizer threads.
     context = multiprocessing.get_context("spawn")
     crew = [_Worker(context, stage) for _ in range(workers)]
+    batches = iter(batches)
     try:
-        yield from _round_robin(crew, iter(batches))
+        while not any(worker.ready() for worker in crew):
+            if (batch := next(batches, None)) is None:
+                return
+            yield _run_here(stage, batch)
+        yield from _round_robin(crew, batches)
     finally:
-        for worker in crew:
-            worker.stop()
+        _stop(crew)
+
+
+def _run_here(stage: Stage, batch: pa.RecordBatch) -> Encoded:
+    with _single_threaded_here():
+        return run_stage(stage, batch)
 
 
 def _round_robin(crew: list[_Worker], batches: Iterator[pa.RecordBatch]) -> Iterator[Encoded]:
@@ -153,7 +200,18 @@ def _round_robin(crew: list[_Worker], batches: Iterator[pa.RecordBatch]) -> Iter
         if (batch := next(batches, None)) is not None:
             worker.send(batch)
             sent.append(worker)
+        elif not sent:  # that was the last result: let the workers exit while this one is packed
+            _stop(crew, wait=False)
         yield result
+
+
+def _stop(crew: list[_Worker], wait: bool = True) -> None:
+    """Close every worker's pipe (an idle worker then ends by itself), then wait for them all."""
+    for worker in crew:
+        worker.conn.close()
+    if wait:
+        for worker in crew:
+            worker.join()
 
 
 class _Worker:
@@ -171,18 +229,23 @@ class _Worker:
         except OSError:
             raise _died() from None
 
+    def ready(self) -> bool:
+        """Whether the worker has spoken: it is ready (or died, which receive then reports)."""
+        return self.conn.poll()
+
     def receive(self) -> Encoded:
         try:
             result = self.conn.recv()
+            if isinstance(result, str) and result == READY:
+                result = self.conn.recv()
         except (EOFError, OSError):
             raise _died() from None
         if isinstance(result, BaseException):
             raise result
         return result
 
-    def stop(self) -> None:
-        self.conn.close()
-        self.process.join(timeout=5)  # an idle worker sees the closed pipe and ends
+    def join(self) -> None:
+        self.process.join(timeout=5)  # an idle worker sees its closed pipe and ends
         if self.process.is_alive():
             self.process.kill()
             self.process.join()
@@ -198,6 +261,13 @@ def _serve(conn, stage: Stage, parent: int) -> None:
     """A worker's loop: a batch in, its Encoded (or the error it raised) out, until the pipe closes."""
     _start_worker(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
+    try:
+        _tools(stage)
+        conn.send(READY)
+    except OSError:
+        return
+    except Exception as exc:  # the main process raises it with the first result
+        conn.send(exc)
     while True:
         try:
             batch = conn.recv()
