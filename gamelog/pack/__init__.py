@@ -24,23 +24,26 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
+from typing import TYPE_CHECKING
 
 from gamelog import __version__
 from gamelog.errors import GamelogError
 from gamelog.pack.bins import best_fit_decreasing
-from gamelog.pack.rows import PACKED_SCHEMA, rows_table
 from gamelog.pack.segments import ENCODE_BATCH, OVERFLOW, PackCounts
 from gamelog.pack.tokenizer import LoadedTokenizer, load_tokenizer
 from gamelog.pack.tokens import LossPolicy, Segment
 from gamelog.pack.workers import Stage, run_batches
-from gamelog.records import PackManifest
 from gamelog.render import TEMPLATES, render
 from gamelog.render.jinja import render_jinja
-from gamelog.validate import episode_files
-from gamelog.write.atomic import shard_entries, write_text
-from gamelog.write.shards import REJECT_SCHEMA, ShardWriter, publishing, reject_table
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from gamelog.records import PackManifest
+
+# Worker processes import this package too (gamelog.pack.workers lives in it): what only the main
+# process needs (the records models, writers, Parquet) is imported where it is used, which keeps
+# pydantic and the writers out of every worker's start-up.
 
 OBJECTIVES = ("auto", "sft", "pretrain", "preference")
 
@@ -91,6 +94,8 @@ def make_renderer(tok: LoadedTokenizer, template: str, objective: str):
 
 def episode_batches(path: Path):
     """Arrow record batches of at most ENCODE_BATCH episodes, streamed from the episodes Parquet files."""
+    from gamelog.validate import episode_files
+
     for file in episode_files(path):
         yield from _episode_batches(file)
 
@@ -116,6 +121,8 @@ ROW_GROUP = 128  # packed rows per written table (one Parquet row group): bounds
 
 def pack_window(segments: list[Segment], counts: PackCounts, options: PackOptions) -> Iterator[pa.Table]:
     """Best-fit decreasing over one window's segments: the packed rows, as tables of ROW_GROUP rows."""
+    from gamelog.pack.rows import rows_table
+
     if not segments:
         return
     rows = best_fit_decreasing([len(s) for s in segments], options.seq_len)
@@ -151,6 +158,9 @@ def check_options(options: PackOptions) -> None:
 
 def _episode_batches(file: Path):
     """Record batches of one episodes file; a damaged file stops the run with its name, not a traceback."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     try:
         yield from pq.ParquetFile(file).iter_batches(batch_size=ENCODE_BATCH, columns=["episode_id", "source", "regime", "group_id", "rank", "outcome", "turns"])
     except (pa.ArrowException, OSError) as exc:
@@ -158,6 +168,9 @@ def _episode_batches(file: Path):
 
 
 def pack(episodes: str | Path, *, out: Path, options: PackOptions, on_progress=None) -> PackManifest:
+    from gamelog.pack.rows import PACKED_SCHEMA
+    from gamelog.write.shards import REJECT_SCHEMA, ShardWriter, publishing, reject_table
+
     check_options(options)
     tok = load_tokenizer(options.tokenizer)
     template = choose_template(tok, options.template)
@@ -192,6 +205,9 @@ def pack(episodes: str | Path, *, out: Path, options: PackOptions, on_progress=N
 
 def write_manifest(out: Path, names: list[str], counts: PackCounts, options: PackOptions, tok: LoadedTokenizer, template: str) -> PackManifest:
     """manifest.json, written last: its presence means the run finished."""
+    from gamelog.records import PackManifest
+    from gamelog.write.atomic import shard_entries, write_text
+
     values = {k: v for k, v in asdict(counts).items() if k != "rejected_by_reason"}
     settings = {k: v for k, v in asdict(options).items() if k != "workers"}  # same manifest for any worker count
     rejected = dict(sorted(counts.rejected_by_reason.items()))
