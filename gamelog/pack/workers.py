@@ -16,8 +16,10 @@ import ctypes
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 import time
+import types
 from collections import deque
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -220,7 +222,8 @@ class _Worker:
     def __init__(self, context, stage: Stage):
         self.conn, child = context.Pipe()
         self.process = context.Process(target=_serve, args=(child, stage, os.getpid()), daemon=True)
-        self.process.start()
+        with _bare_main():
+            self.process.start()
         child.close()  # the worker holds the only other end: its death closes the pipe
 
     def send(self, batch: pa.RecordBatch) -> None:
@@ -251,10 +254,25 @@ class _Worker:
             self.process.join()
 
 
+@contextmanager
+def _bare_main():
+    """Start a worker without the caller's main module.
+
+    spawn runs the parent's `__main__` (the gamelog command, or a user's script) again in every
+    child, so that functions defined there can be found. A worker runs only gamelog's own code, so
+    it is told of an empty main module instead: it starts faster (no CLI imports), and a script
+    that calls pack() needs no `if __name__ == "__main__":` guard.
+    """
+    main = sys.modules["__main__"]
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        sys.modules["__main__"] = main
+
+
 def _died() -> GamelogError:
-    return GamelogError(
-        "a pack worker process died (killed, out of memory, or it could not start: a script that calls pack() needs an `if __name__ == \"__main__\":` guard); nothing was published. Re-run with fewer --workers, or --workers 1."
-    )
+    return GamelogError("a pack worker process died (killed, out of memory, or it could not start); nothing was published. Re-run with fewer --workers, or --workers 1.")
 
 
 def _serve(conn, stage: Stage, parent: int) -> None:
