@@ -203,6 +203,20 @@ def test_output_is_the_same_bytes_for_any_worker_count(episodes, tmp_path):
     assert validate(tmp_path / "2").valid
 
 
+def test_a_script_without_a_main_guard_can_pack_with_workers(episodes, tmp_path):
+    """Workers start without the caller's main module, so a plain script runs once, not once per worker."""
+    script = tmp_path / "plain.py"
+    script.write_text(
+        "from pathlib import Path\n"
+        "from gamelog.pack import PackOptions, pack\n"
+        f"manifest = pack({str(episodes['chat'])!r}, out=Path({str(tmp_path / 'out')!r}), options=PackOptions(tokenizer={shared('tokenizers/phi-3-mini')!r}, workers=2))\n"
+        "print('packed', manifest.counts['episodes_packed'])\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("packed") == 1 and validate(tmp_path / "out").valid
+
+
 def test_rewards_and_returns_are_the_same_bytes_for_any_worker_count(episodes, tmp_path):
     """Preference episodes carry per-move rewards: with --returns, every optional column crosses the process boundary."""
     outputs = {}
