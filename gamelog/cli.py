@@ -136,7 +136,7 @@ def pack(
     keep_suboptimal: Annotated[bool, typer.Option(help="Also train sub-optimal branches (rejected answers), with their negative reward.")] = False,
     window: Annotated[int, typer.Option(help="Episodes packed together by best-fit decreasing; bounds memory.", min=1)] = 20_000,
     shard_rows: Annotated[int, typer.Option(help="Rows per output shard.", min=1)] = 50_000,
-    workers: Annotated[int, typer.Option(help="Processes that render and encode (0: one per core). The output is the same for any number.", min=0)] = 0,
+    workers: Annotated[int, typer.Option(help="Processes that render and encode (0: one per core; an input of two batches of 512 or fewer runs in one). The output is the same for any number.", min=0)] = 0,
     engine: Annotated[Engine, typer.Option(help="local, or ray: blocks of --window episodes packed by Ray tasks (see docs/scale.md).")] = Engine.local,
     ray_address: Annotated[Optional[str], typer.Option(help="--engine ray: the cluster to join (default: RAY_ADDRESS, else a local Ray).")] = None,
 ) -> None:

@@ -112,8 +112,23 @@ def read_windows(path: Path, window: int):
         yield batch
 
 
-def workers_for(options: PackOptions) -> int:
-    return options.workers or os.cpu_count() or 1
+def workers_for(options: PackOptions, episodes: Path) -> int:
+    """Worker processes for this run; none for two batches or fewer: starting one takes longer than a batch."""
+    wanted = options.workers or os.cpu_count() or 1
+    return 1 if wanted > 1 and _batch_count(episodes) <= 2 else wanted
+
+
+def _batch_count(episodes: Path) -> float:
+    """Batches the run will read (cut per file), from the files' footers."""
+    import pyarrow as pa
+
+    from gamelog.validate import episode_files
+    from gamelog.write.atomic import parquet_rows
+
+    try:
+        return sum(-(-parquet_rows(f) // ENCODE_BATCH) for f in episode_files(episodes))
+    except (pa.ArrowException, OSError):  # a damaged file: reading it stops the run, with its name
+        return float("inf")
 
 
 ROW_GROUP = 128  # packed rows per written table (one Parquet row group): bounds the memory of writing a window
@@ -185,7 +200,7 @@ def pack(episodes: str | Path, *, out: Path, options: PackOptions, on_progress=N
     window: list[Segment] = []
     in_window = 0
     with publishing(out, shards, rejects):
-        for result in run_batches(stage, episode_batches(Path(episodes)), workers_for(options)):
+        for result in run_batches(stage, episode_batches(Path(episodes)), workers_for(options, Path(episodes))):
             counts.add(result.counts)
             if result.rejects:
                 rejects.write(reject_table(result.rejects))
