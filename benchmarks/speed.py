@@ -96,8 +96,22 @@ def machine() -> str:
     return f"machine: {os.cpu_count()} cores; python {sys.version.split()[0]}; seq_len {SEQ_LEN}"
 
 
-def gamelog(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "gamelog.cli", *args], capture_output=True, text=True, check=True)
+def measured(command: list[str], env: dict | None = None) -> tuple[subprocess.CompletedProcess, float]:
+    """Run a command: its output and exit status, and its peak RSS in MiB (the largest of it and the children it waited for)."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        process = subprocess.Popen(command, stdout=out, stderr=err, env=env)
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        return subprocess.CompletedProcess(command, process.returncode, out.read().decode(), err.read().decode()), usage.ru_maxrss / 1024
+
+
+def gamelog(*args: str) -> tuple[subprocess.CompletedProcess, float]:
+    done, peak = measured([sys.executable, "-m", "gamelog.cli", *args])
+    if done.returncode != 0:
+        raise SystemExit(f"gamelog {args[0]} failed: {done.stderr[-800:]}")
+    return done, peak
 
 
 def workload(folder: Path, conversations: int) -> Path:
@@ -121,11 +135,12 @@ def workload(folder: Path, conversations: int) -> Path:
 
 def run_gamelog(path: Path, folder: Path) -> dict:
     started = time.perf_counter()
-    gamelog("convert", str(path), "--dedup", "none", "--out", str(folder / "episodes"))
-    gamelog("pack", str(folder / "episodes"), "--tokenizer", str(TOKENIZER), "--seq-len", str(SEQ_LEN), "--out", str(folder / "shards"))
+    _, convert_peak = gamelog("convert", str(path), "--dedup", "none", "--out", str(folder / "episodes"))
+    _, pack_peak = gamelog("pack", str(folder / "episodes"), "--tokenizer", str(TOKENIZER), "--seq-len", str(SEQ_LEN), "--out", str(folder / "shards"))
     seconds = time.perf_counter() - started
     manifest = json.loads((folder / "shards" / "manifest.json").read_text())
-    return {"seconds": seconds, "tokens": manifest["counts"]["tokens_total"], "rows": manifest["counts"]["rows"], "truncated": manifest["counts"]["tokens_truncated"], "dropped": manifest["counts"]["tokens_dropped"]}
+    counts = manifest["counts"]
+    return {"seconds": seconds, "tokens": counts["tokens_total"], "rows": counts["rows"], "truncated": counts["tokens_truncated"], "dropped": counts["tokens_dropped"], "peak": max(convert_peak, pack_peak)}
 
 
 def cold_cache(folder: Path) -> dict:
@@ -140,11 +155,11 @@ def run_trl(path: Path, folder: Path) -> dict | None:
         import trl  # noqa: F401
     except ImportError:
         return None
-    done = subprocess.run([sys.executable, "-c", TRL_SCRIPT, str(TOKENIZER), str(path), str(folder / "trl"), str(SEQ_LEN)], capture_output=True, text=True, env=cold_cache(folder))
+    done, peak = measured([sys.executable, "-c", TRL_SCRIPT, str(TOKENIZER), str(path), str(folder / "trl"), str(SEQ_LEN)], env=cold_cache(folder))
     if done.returncode != 0:
         print(f"TRL failed: {done.stderr[-800:]}")
         return None
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return json.loads(done.stdout.strip().splitlines()[-1]) | {"peak": peak}
 
 
 def run_llamafactory(path: Path, folder: Path) -> dict | None:
@@ -153,11 +168,11 @@ def run_llamafactory(path: Path, folder: Path) -> dict | None:
         return None
     info = {"bench": {"file_name": str(path), "formatting": "sharegpt", "columns": {"messages": "messages"}, "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant", "system_tag": "system"}}}
     (folder / "dataset_info.json").write_text(json.dumps(info))
-    done = subprocess.run([str(LLAMAFACTORY_PYTHON), "-c", LLAMAFACTORY_SCRIPT, str(TOKENIZER), str(folder), str(folder / "llamafactory"), str(SEQ_LEN)], capture_output=True, text=True, env=cold_cache(folder))
+    done, peak = measured([str(LLAMAFACTORY_PYTHON), "-c", LLAMAFACTORY_SCRIPT, str(TOKENIZER), str(folder), str(folder / "llamafactory"), str(SEQ_LEN)], env=cold_cache(folder))
     if done.returncode != 0:
         print(f"LLaMA-Factory failed: {done.stderr[-800:]}")
         return None
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return json.loads(done.stdout.strip().splitlines()[-1]) | {"peak": peak}
 
 
 def raw_tokenizer(folder: Path) -> float:
@@ -242,6 +257,8 @@ def main() -> None:
             factory, lf_best, lf_median = spread(factory_runs)
             print(f"LLaMA-Factory get_dataset (sft, phi, packing, 2 workers): best {lf_best:.2f} s = {n / lf_best:,.0f} conversations/s, median {lf_median:.2f} s; {factory['tokens']:,} tokens, efficiency {factory['tokens'] / (factory['rows'] * factory['width']):.2%} (rows of {factory['width']}); tokens it lost against gamelog's: {1 - factory['tokens'] / ours['tokens']:.2%}")
             print(f"gamelog / LLaMA-Factory conversations/s: best {lf_best / best:.2f}x, median {lf_median / median:.2f}x (target >= 2x)")
+        peaks = [f"gamelog {max(r['peak'] for r in ours_runs):,.0f} MiB"] + [f"{name} {max(r['peak'] for r in runs):,.0f} MiB" for name, runs in (("TRL", trl_runs), ("LLaMA-Factory", factory_runs)) if runs]
+        print(f"peak RSS of the largest process (it or a child it waited for), highest of the runs: {', '.join(peaks)}")
         one, two, same = workers(folder)
         print(f"gamelog pack, best of 3 alternated runs: 1 worker {one:.2f} s, 2 workers {two:.2f} s: {one / two:.2f}x (target >= 1.7x); same bytes: {same}")
         raw = raw_tokenizer(folder)
