@@ -24,6 +24,7 @@ from gamelog.formats import ALIASES, FORMATS, Format
 from gamelog.formats.common import ABSTAIN_TEXT, ROLE_ALIASES, Context
 from gamelog.formats.detect import SAMPLE, describe_keys, detect_format
 from gamelog.formats.recipe import Recipe
+from gamelog.memory import release_freed_memory
 from gamelog.read import DEFAULT_MAX_RECORD_BYTES, Item, expand_inputs, raw_text, read_items
 from gamelog.records import ConvertReport
 from gamelog.roles import RoleOptions
@@ -101,6 +102,7 @@ def convert(inputs: list[str], *, out: Path, options: ConvertOptions | None = No
                     rejects.write(reject_table(bad))
                 if on_progress:
                     on_progress(tally)
+            release_freed_memory()
     return write_report(out, sources, options, tally, episodes.names)
 
 

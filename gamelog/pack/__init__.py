@@ -18,7 +18,6 @@ output is byte-identical whatever the number of workers. Objectives:
 
 from __future__ import annotations
 
-import ctypes
 import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -28,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from gamelog import __version__
 from gamelog.errors import GamelogError
+from gamelog.memory import release_freed_memory
 from gamelog.pack.bins import best_fit_decreasing
 from gamelog.pack.segments import ENCODE_BATCH, OVERFLOW, PackCounts
 from gamelog.pack.tokenizer import LoadedTokenizer, load_tokenizer
@@ -147,14 +147,6 @@ def pack_window(segments: list[Segment], counts: PackCounts, options: PackOption
     counts.tokens_trained += int(sum(int(s.mask.sum()) for s in segments))
     for start in range(0, len(rows), ROW_GROUP):
         yield rows_table(segments, rows[start : start + ROW_GROUP], with_returns=options.returns is not None)
-
-
-def release_freed_memory() -> None:
-    """Hand the pages freed with a window back to the system (glibc keeps them otherwise), so RSS stays at one window's worth."""
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: nothing to trim
-        pass
 
 
 def stage_for(options: PackOptions, template: str) -> Stage:
