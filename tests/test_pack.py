@@ -17,8 +17,9 @@ from gamelog.convert import ConvertOptions, convert
 from gamelog.errors import GamelogError
 from gamelog.pack import PackOptions, make_renderer, pack
 from gamelog.pack.segments import PackCounts
+from gamelog.pack.offsets import Tokens
 from gamelog.pack.tokenizer import load_tokenizer
-from gamelog.pack.tokens import Segment
+from gamelog.pack.tokens import LossPolicy, Segment, build_segments
 from gamelog.pack.workers import NO_TURNS, Encoded
 from gamelog.validate import validate
 
@@ -245,6 +246,34 @@ def test_a_batch_result_crosses_processes_as_the_same_segments():
         for name in ("ids", "mask", "player", "reward", "returns", "weight"):
             a, b = getattr(sent, name), getattr(got, name)
             assert (a is None and b is None) or (a.dtype == b.dtype and np.array_equal(a, b)), (sent.episode_id, name)
+
+
+def test_the_mask_check_rejects_a_hole_and_a_merge_across_moves(episodes):
+    """Offsets that leave a trained move partly uncovered, or let a trained token reach into the next move, are caught."""
+    tok = load_tokenizer(shared("tokenizers/phi-3-mini"))
+    render = make_renderer(tok, "jinja", "auto")
+    rows = [row for f in sorted(Path(episodes["chat"]).glob("episodes-*.parquet")) for row in pq.read_table(f).to_pylist()]
+    episode = next(r for r in rows if [t["player"] for t in r["turns"]][:3] == [1, 2, 1])
+    rendered = render(episode)
+    policy = LossPolicy()
+    tokens = Tokens.from_encodings(tok.tokenizer.encode_batch([rendered.text], add_special_tokens=False))
+    segments, failures = build_segments([episode], [rendered], tokens, policy, None)
+    assert not failures and segments[0].mask.any()
+    answer = rendered.turns.index(next(t for t in rendered.turns if t["player"] == 2))
+    trained = np.flatnonzero(segments[0].mask)
+    inside = [k for k in trained if segments[0].turn[k] == answer]
+
+    hole = Tokens(tokens.lengths, tokens.ids, tokens.offsets.copy())
+    middle = inside[len(inside) // 2]
+    hole.offsets[middle, 1] = hole.offsets[middle, 0]  # that token now covers no character
+    _, failures = build_segments([episode], [rendered], hole, policy, None)
+    assert failures[0].reason == "mask_mismatch" and "not fully covered" in failures[0].detail
+
+    merge = Tokens(tokens.lengths, tokens.ids, tokens.offsets.copy())
+    next_content = rendered.content[answer + 1]
+    merge.offsets[inside[-1], 1] = next_content[0] + 1  # the last trained token runs into the next move's text
+    _, failures = build_segments([episode], [rendered], merge, policy, None)
+    assert failures[0].reason == "mask_mismatch" and "shares tokens with a trained move" in failures[0].detail
 
 
 def test_a_smaller_window_bounds_memory_at_a_small_cost_in_fill(episodes, tmp_path):
