@@ -31,7 +31,7 @@ import numpy as np
 
 SPIECE_NORMALIZER = {"type": "Sequence", "normalizers": [{"type": "Prepend", "prepend": "▁"}, {"type": "Replace", "pattern": {"String": " "}, "content": "▁"}]}
 BYTE_TOKEN = re.compile(r"<0x([0-9A-Fa-f]{2})>")
-SEPARATOR = "\0"  # between the texts of a batch when they are searched at once: no token holds it, and no token swallows it
+SEPARATOR = "\0"  # between the texts of a batch when they are searched at once; a match across it sends the batch to the tokenizer
 
 
 def _byte_maps(joined: str, raw: bytes):

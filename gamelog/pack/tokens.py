@@ -193,12 +193,13 @@ def check_masks(batch: Batch, trained_start: np.ndarray, trained_end: np.ndarray
     hi = last_visible_end(batch.codes, batch.content_start, batch.content_end)
     solid = hi > lo  # the move has a visible character
     span_start, span_end = covered_spans(trained_start, trained_end)
+    # an empty interval before all text and one after it: every lookup below finds an interval
+    far = len(batch.codes) + 1
+    span_start, span_end = np.concatenate([[-1], span_start, [far]]), np.concatenate([[-1], span_end, [far]])
     # trained move: one covered interval holds all of [lo, hi)
-    holder = np.searchsorted(span_start, lo, side="right") - 1
-    held = (holder >= 0) & (span_end[np.clip(holder, 0, None)] >= hi) if span_start.size else np.zeros(len(lo), dtype=bool)
+    held = span_end[np.searchsorted(span_start, lo, side="right") - 1] >= hi
     # untrained move: no covered interval meets [lo, hi)
-    after = np.searchsorted(span_end, lo, side="right")
-    touched = (after < len(span_start)) & (span_start[np.clip(after, 0, max(len(span_start) - 1, 0))] < hi) if span_start.size else np.zeros(len(lo), dtype=bool)
+    touched = span_start[np.searchsorted(span_end, lo, side="right")] < hi
     bad = np.flatnonzero(solid & np.where(batch.trained, ~held, touched))
     failures: dict[int, RecordError] = {}
     episode_of_turn = np.searchsorted(batch.first_turn, bad, side="right") - 1
