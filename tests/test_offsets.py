@@ -13,7 +13,7 @@ from gamelog.pack.tokenizer import load_tokenizer
 
 from conftest import shared
 
-EDGES = ["", " ", "  lead", "\ttab\n", "a\u00a0b", "x<|end|> \n y", "<|end|>\n\n\n<|user|>", "é日本🎉 ü", "<|endoftext|><|endoftext|>", "trail   ", "<unk> and <0x0A> as text", "<|assistant|>\n\nHi"]
+EDGES = ["", " ", "  lead", "\ttab\n", "a\u00a0b", "x<|end|> \n y", "<|end|>\n\n\n<|user|>", "é日本🎉 ü", "<|endoftext|><|endoftext|>", "trail   ", "<unk> and <0x0A> as text", "<|assistant|>\n\nHi", "x<|end|>\x1c y", "<|end|>\u3000\u2028z"]
 
 
 @pytest.fixture(scope="module")
@@ -48,12 +48,39 @@ def test_derived_offsets_are_the_tokenizers_own(texts, name):
 
 
 def test_a_batch_that_does_not_check_out_is_encoded_by_the_tokenizer():
-    """After `<|end|>` (which swallows whitespace) comes \\x1c: whitespace to Python's regex, not to the tokenizer."""
-    tokenizer = load_tokenizer(shared("tokenizers/phi-3-mini")).tokenizer
+    """A SentencePiece-style tokenizer without byte fallback: an unknown character becomes <unk>, which spells nothing of it."""
+    from tokenizers import Tokenizer, models, normalizers
+
+    tokenizer = Tokenizer(models.BPE(vocab={"<unk>": 0, "▁": 1, "a": 2, "b": 3, "▁a": 4}, merges=[("▁", "a")], unk_token="<unk>"))
+    tokenizer.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
     encoder = Encoder(tokenizer)
-    batch = ["<|user|>\nHi<|end|>\x1c<|assistant|>\nHello<|end|>\n", "plain text"]
+    assert encoder.spelling is not None
+    batch = ["a b", "a c b"]
     ours, theirs = encoder.encode(batch), _theirs(tokenizer, batch)
     assert encoder.asked == 1 and encoder.derived == 0
+    assert np.array_equal(ours.ids, theirs.ids) and np.array_equal(ours.offsets, theirs.offsets)
+
+
+def test_sentencepiece_texts_are_normalized_here_and_the_tokenizer_keeps_its_normalizer(texts):
+    tokenizer = load_tokenizer(shared("tokenizers/phi-3-mini")).tokenizer
+    encoder = Encoder(tokenizer)
+    assert encoder.normalizer is not None  # the tokenizer runs without it while this encoder encodes
+    encoder.encode(texts["phi-3-mini"][:64])
+    assert tokenizer.normalizer is not None
+    assert tokenizer.encode("a  b", add_special_tokens=False).tokens == ["▁a", "▁", "▁b"]
+
+
+def test_an_encoder_whose_normalizing_differs_leaves_it_to_the_tokenizer(texts, monkeypatch):
+    """The start-up probe compares both ways; a difference keeps the tokenizer's own normalizer."""
+    from gamelog.pack.offsets import Spelling
+
+    real = Spelling.normalized
+    monkeypatch.setattr(Spelling, "normalized", lambda self, pieces: [t.replace("▁▁", "▁") for t in real(self, pieces)])
+    tokenizer = load_tokenizer(shared("tokenizers/phi-3-mini")).tokenizer
+    encoder = Encoder(tokenizer)
+    assert encoder.normalizer is None
+    batch = texts["phi-3-mini"][:64]
+    ours, theirs = encoder.encode(batch), _theirs(tokenizer, batch)
     assert np.array_equal(ours.ids, theirs.ids) and np.array_equal(ours.offsets, theirs.offsets)
 
 

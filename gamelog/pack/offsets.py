@@ -14,6 +14,13 @@ Added (special) tokens cut the text into pieces first; they are found with one r
 first, as the tokenizer matches them), with the whitespace that a right-stripping token swallows.
 A token's offsets are the characters of its first and last byte, as the tokenizer gives them.
 
+For SentencePiece-style tokenizers the normalizing is done here too: the tokenizer is given the
+pieces already written with `▁` (one `str.replace` per batch) and runs without its normalizer,
+which otherwise costs a sixth of its time. The result is the same ids by construction (the same
+normalized pieces meet the same BPE model); a probe at start-up compares both ways on texts with
+every added token, spaces, tabs, newlines and other whitespace, and keeps the tokenizer's own
+normalizer if any id differs.
+
 Nothing is assumed: every batch is checked. The added tokens found must be the added tokens in
 the ids, in order, and the tokens of every piece must spell exactly that piece's bytes. A batch
 that fails either check (an unknown token, a normalizer quirk) is encoded again with the
@@ -32,6 +39,11 @@ import numpy as np
 SPIECE_NORMALIZER = {"type": "Sequence", "normalizers": [{"type": "Prepend", "prepend": "▁"}, {"type": "Replace", "pattern": {"String": " "}, "content": "▁"}]}
 BYTE_TOKEN = re.compile(r"<0x([0-9A-Fa-f]{2})>")
 SEPARATOR = "\0"  # between the texts of a batch when they are searched at once; a match across it sends the batch to the tokenizer
+# What a right-stripping added token swallows: the tokenizer's whitespace (Unicode White_Space),
+# which is not Python's `\s` (that also takes \x1c-\x1f).
+WHITESPACE = "[\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*"
+# Texts on which normalizing here must give the tokenizer's own ids (with every added token, too)
+PROBES = ["", " ", "  two  spaces  ", "a\u00a0b\u3000c\x1c d\x1f", "\ttab\n\nnew\r\nline ", "é日本🎉 ü", "trail   ", "<0x0A> and ▁ as text", "▁▁x ▁"]
 
 
 def _byte_maps(joined: str, raw: bytes):
@@ -79,18 +91,48 @@ class Encoder:
     def __init__(self, tokenizer):
         self.tokenizer = tokenizer
         self.spelling = Spelling.of(tokenizer)
+        self.normalizer = None  # the tokenizer's normalizer, when this encoder does its work instead
+        if self.spelling is not None and self.spelling.phantom and self._normalizes_alike():
+            self.normalizer = tokenizer.normalizer
         self.derived = 0  # batches whose offsets came from the ids
         self.asked = 0  # batches whose derived offsets did not check out, encoded again with the tokenizer's
 
     def encode(self, texts: list[str]) -> Tokens:
-        if self.spelling is not None:
-            lengths, ids = _ids(self.tokenizer.encode_batch_fast(texts, add_special_tokens=False))
-            offsets = self.spelling.offsets(texts, lengths, ids)
+        if self.spelling is not None and (pieces := self.spelling.cut(texts)) is not None:
+            lengths, ids = _ids(self._encode_ids(texts, pieces))
+            offsets = self.spelling.offsets(pieces, lengths, ids)
             if offsets is not None:
                 self.derived += 1
                 return Tokens(lengths, ids, offsets)
+        if self.spelling is not None:
             self.asked += 1
         return Tokens.from_encodings(self.tokenizer.encode_batch(texts, add_special_tokens=False))
+
+    def _encode_ids(self, texts: list[str], pieces: Pieces) -> list:
+        if self.normalizer is None:
+            return self.tokenizer.encode_batch_fast(texts, add_special_tokens=False)
+        normalized = self.spelling.normalized(pieces)
+        self.tokenizer.normalizer = None  # this process's encoder is the tokenizer's only user while it encodes
+        try:
+            return self.tokenizer.encode_batch_fast(normalized, add_special_tokens=False)
+        finally:
+            self.tokenizer.normalizer = self.normalizer
+
+    def _normalizes_alike(self) -> bool:
+        """Whether ids of texts normalized here are the tokenizer's own, on probes of every added token and whitespace."""
+        added = sorted(self.spelling.by_content)
+        probes = [f"{a} x{a}y  {a}\n\t z {a}{a}" for a in added] + PROBES
+        pieces = self.spelling.cut(probes)
+        if pieces is None:
+            return False
+        ours = self.tokenizer.encode_batch_fast(probes, add_special_tokens=False)
+        saved = self.tokenizer.normalizer
+        self.tokenizer.normalizer = None
+        try:
+            theirs = self.tokenizer.encode_batch_fast(self.spelling.normalized(pieces), add_special_tokens=False)
+        finally:
+            self.tokenizer.normalizer = saved
+        return all(a.ids == b.ids for a, b in zip(ours, theirs))
 
 
 def _ids(encodings) -> tuple[np.ndarray, np.ndarray]:
@@ -112,6 +154,25 @@ def _byte_decoder() -> dict[str, int]:
     return chars
 
 
+@dataclass
+class Pieces:
+    """A batch's texts cut at their added tokens, in the coordinates of the texts joined by SEPARATOR.
+
+    Each text has one piece more than it has added tokens (pieces may be empty); per text the
+    pieces start at `first_gap`, and the added tokens are listed in order over all texts.
+    """
+
+    joined: str
+    text_start: np.ndarray  # where each text starts in `joined`
+    match_start: np.ndarray  # per added token: its span (with the whitespace it swallowed), id and text
+    match_end: np.ndarray
+    match_ids: np.ndarray
+    match_text: np.ndarray
+    gap_start: np.ndarray  # per piece: its span
+    gap_end: np.ndarray
+    first_gap: np.ndarray  # per text: its first piece
+
+
 class Spelling:
     """What each token id spells, in bytes, for a tokenizer whose family is understood."""
 
@@ -131,31 +192,30 @@ class Spelling:
         self.phantom = phantom  # a `▁` is prepended to each piece
         # no capturing groups: with them the regex engine loses its fast scan (50 times slower)
         contents = sorted(added.items(), key=lambda item: -len(item[1][0]))
-        self.pattern = re.compile("|".join(re.escape(content) + (r"\s*" if rstrip else "") for _, (content, rstrip) in contents)) if contents else None
+        self.pattern = re.compile("|".join(re.escape(content) + (WHITESPACE if rstrip else "") for _, (content, rstrip) in contents)) if contents else None
         self.by_content = {content: token_id for token_id, (content, _) in added.items()}
+        self.content = {token_id: content for token_id, (content, _) in added.items()}
         self.stripping = {content: token_id for token_id, (content, rstrip) in added.items() if rstrip}
         self.matched: dict[str, int] = {}
 
     @classmethod
     def of(cls, tokenizer) -> Spelling | None:
-        spec = json.loads(tokenizer.to_str())
-        model = spec.get("model") or {}
-        if model.get("type") != "BPE" or not isinstance(model.get("vocab"), dict):
+        """The spelling of a byte-level or SentencePiece-style BPE tokenizer; None for any other."""
+        if type(tokenizer.model).__name__ != "BPE":
             return None
-        added_specs = spec.get("added_tokens") or []
-        if any(a.get("lstrip") or a.get("single_word") for a in added_specs):
+        added_tokens = tokenizer.get_added_tokens_decoder()
+        if any(a.lstrip or a.single_word for a in added_tokens.values()):
             return None
-        added = {a["id"]: (a["content"], bool(a.get("rstrip"))) for a in added_specs}
-        normalizer, pre = spec.get("normalizer"), spec.get("pre_tokenizer")
-        post = spec.get("post_processor") or {}
-        if post.get("type") == "ByteLevel" and post.get("trim_offsets"):
+        added = {token_id: (a.content, a.rstrip) for token_id, a in added_tokens.items()}
+        normalizer, pre, post = (_spec(part) for part in (tokenizer.normalizer, tokenizer.pre_tokenizer, tokenizer.post_processor))
+        if post and post.get("type") == "ByteLevel" and post.get("trim_offsets"):
             return None  # offsets trimmed of their spaces: not the spelling
         if normalizer is None and pre and pre.get("type") == "ByteLevel" and not pre.get("add_prefix_space"):
             table = str.maketrans({c: chr(b) for c, b in _byte_decoder().items()})
             spell = lambda token: token.translate(table).encode("latin-1")  # raises for a character outside the table
             phantom = False
-        elif normalizer == SPIECE_NORMALIZER and pre is None and not any(a.get("normalized") for a in added_specs):
-            fallback = model.get("byte_fallback", False)
+        elif normalizer == SPIECE_NORMALIZER and pre is None and not any(a.normalized or " " in a.content or "▁" in a.content for a in added_tokens.values()):
+            fallback = tokenizer.model.byte_fallback
 
             def spell(token: str) -> bytes:
                 found = BYTE_TOKEN.fullmatch(token) if fallback and token.startswith("<0x") else None
@@ -165,28 +225,66 @@ class Spelling:
         else:
             return None
         try:
-            surfaces = {token_id: spell(token) for token, token_id in model["vocab"].items()}
+            surfaces = {token_id: spell(token) for token, token_id in tokenizer.get_vocab(with_added_tokens=False).items()}
         except UnicodeEncodeError:  # a byte-level vocabulary with a token outside the byte table
             return None
         surfaces.update({token_id: content.encode("utf-8") for token_id, (content, _) in added.items()})
         return cls(surfaces, added, phantom)
 
-    def offsets(self, texts: list[str], lengths: np.ndarray, ids: np.ndarray) -> np.ndarray | None:
+    def cut(self, texts: list[str]) -> Pieces | None:
+        """The texts cut at their added tokens; None where a match ran across two texts."""
+        joined = SEPARATOR.join(texts)
+        text_start = np.concatenate([[0], np.cumsum([len(t) + 1 for t in texts])[:-1]]).astype(np.int64)
+        text_end = text_start + np.asarray([len(t) for t in texts], dtype=np.int64)
+        found = list(self.pattern.finditer(joined)) if self.pattern is not None else []
+        spans = np.fromiter(chain.from_iterable(map(re.Match.span, found)), dtype=np.int64, count=2 * len(found)).reshape(-1, 2)
+        match_start, match_end = spans[:, 0], spans[:, 1]
+        groups = list(map(re.Match.group, found))
+        known = list(map(self.matched.get, groups))  # the same few strings match again and again
+        match_ids = np.asarray([self._token_id(g) if k is None else k for g, k in zip(groups, known)] if None in known else known, dtype=np.int32)
+        match_text = np.searchsorted(text_start, match_start, side="right") - 1
+        if (match_end > text_end[match_text]).any():  # a match ran across the separator
+            return None
+        count = np.bincount(match_text, minlength=len(texts))
+        first_match = np.concatenate([[0], np.cumsum(count)[:-1]]).astype(np.int64)
+        first_gap = first_match + np.arange(len(texts))  # each text has one piece more than added tokens
+        gaps = len(texts) + len(found)
+        gap_start, gap_end = np.empty(gaps, dtype=np.int64), np.empty(gaps, dtype=np.int64)
+        at = first_gap[match_text] + np.arange(len(found)) - first_match[match_text]  # the piece each match closes
+        gap_end[at], gap_start[at + 1] = match_start, match_end
+        gap_start[first_gap] = text_start
+        gap_end[first_gap + count] = text_end
+        return Pieces(joined, text_start, match_start, match_end, match_ids, match_text, gap_start, gap_end, first_gap)
+
+    def normalized(self, pieces: Pieces) -> list[str]:
+        """The texts as the SentencePiece normalizer writes them: each non-empty piece with `▁` for
+        its spaces and one `▁` before it, and each added token as itself (without what it swallowed)."""
+        written = pieces.joined.replace(" ", "▁")  # one character for one: the spans still hold
+        parts: list[str] = [""] * (len(pieces.gap_start) + len(pieces.match_start))
+        texts = len(pieces.first_gap)
+        gap_text = np.repeat(np.arange(texts), np.diff(np.append(pieces.first_gap, len(pieces.gap_start))))
+        # in each text the parts go piece, token, piece, ..., piece: gap j sits at 2j - text, match m at 2m + text + 1
+        for slot, a, b in zip((2 * np.arange(len(pieces.gap_start)) - gap_text).tolist(), pieces.gap_start.tolist(), pieces.gap_end.tolist()):
+            if b > a:
+                parts[slot] = "▁" + written[a:b]
+        content = self.content
+        for slot, token_id in zip((2 * np.arange(len(pieces.match_start)) + pieces.match_text + 1).tolist(), pieces.match_ids.tolist()):
+            parts[slot] = content[token_id]
+        bounds = (2 * np.append(pieces.first_gap, len(pieces.gap_start)) - np.arange(texts + 1)).tolist()
+        return ["".join(parts[bounds[k] : bounds[k + 1]]) for k in range(texts)]
+
+    def offsets(self, pieces: Pieces, lengths: np.ndarray, ids: np.ndarray) -> np.ndarray | None:
         """Character offsets of every token of these texts, or None where the spelling does not check out."""
         if len(ids) and int(ids.max()) >= len(self.length):
             return None
-        joined = SEPARATOR.join(texts)
-        text_start = np.concatenate([[0], np.cumsum([len(t) + 1 for t in texts])[:-1]]).astype(np.int64)
-        spans = self._added_spans(joined, text_start, np.asarray([len(t) for t in texts], dtype=np.int64))
-        if spans is None:
-            return None
-        match_start, match_end, match_ids, match_text, gap_start, gap_end, first_gap = spans
+        texts = len(lengths)
+        text_start, first_gap, gap_start, gap_end = pieces.text_start, pieces.first_gap, pieces.gap_start, pieces.gap_end
         is_added = self.added[ids]
-        text_of_token = np.repeat(np.arange(len(texts)), lengths)
-        if not np.array_equal(ids[is_added], match_ids) or not np.array_equal(np.bincount(text_of_token[is_added], minlength=len(texts)), np.bincount(match_text, minlength=len(texts))):
+        text_of_token = np.repeat(np.arange(texts), lengths)
+        if not np.array_equal(ids[is_added], pieces.match_ids) or not np.array_equal(np.bincount(text_of_token[is_added], minlength=texts), np.bincount(pieces.match_text, minlength=texts)):
             return None
-        raw = joined.encode("utf-8")
-        char_byte, byte_char = _byte_maps(joined, raw)
+        raw = pieces.joined.encode("utf-8")
+        char_byte, byte_char = _byte_maps(pieces.joined, raw)
         # each plain token's piece: the text between the added tokens around it
         added_before = np.cumsum(is_added) - is_added
         token_start = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
@@ -211,31 +309,9 @@ class Spelling:
         base = text_start[text_of_token]
         offsets[plain, 0] = first - base[plain]
         offsets[plain, 1] = last - base[plain]
-        offsets[is_added, 0] = match_start - text_start[match_text]
-        offsets[is_added, 1] = match_end - text_start[match_text]
+        offsets[is_added, 0] = pieces.match_start - text_start[pieces.match_text]
+        offsets[is_added, 1] = pieces.match_end - text_start[pieces.match_text]
         return offsets
-
-    def _added_spans(self, joined: str, text_start: np.ndarray, text_size: np.ndarray):
-        """The added tokens' spans and texts, and the pieces between them, all in joined coordinates."""
-        found = list(self.pattern.finditer(joined)) if self.pattern is not None else []
-        spans = np.fromiter(chain.from_iterable(map(re.Match.span, found)), dtype=np.int64, count=2 * len(found)).reshape(-1, 2)
-        match_start, match_end = spans[:, 0], spans[:, 1]
-        groups = list(map(re.Match.group, found))
-        known = list(map(self.matched.get, groups))  # the same few strings match again and again
-        match_ids = np.asarray([self._token_id(g) if k is None else k for g, k in zip(groups, known)] if None in known else known, dtype=np.int32)
-        match_text = np.searchsorted(text_start, match_start, side="right") - 1
-        if (match_end > (text_start + text_size)[match_text]).any():  # a match ran across the separator
-            return None
-        count = np.bincount(match_text, minlength=len(text_start))
-        first_match = np.concatenate([[0], np.cumsum(count)[:-1]]).astype(np.int64)
-        first_gap = first_match + np.arange(len(text_start))  # each text has one piece more than added tokens
-        gaps = len(text_start) + len(found)
-        gap_start, gap_end = np.empty(gaps, dtype=np.int64), np.empty(gaps, dtype=np.int64)
-        at = first_gap[match_text] + np.arange(len(found)) - first_match[match_text]  # the piece each match closes
-        gap_end[at], gap_start[at + 1] = match_start, match_end
-        gap_start[first_gap] = text_start
-        gap_end[first_gap + count] = text_start + text_size
-        return match_start, match_end, match_ids, match_text, gap_start, gap_end, first_gap
 
     def _token_id(self, matched: str) -> int:
         """The added token a match is (-1: none); remembered for the next batches."""
@@ -251,3 +327,8 @@ class Spelling:
         lead = b" " if self.phantom else b""
         expected = b"".join(lead + raw[a : a + n] for a, n in zip(gap_byte_start.tolist(), gap_bytes.tolist()) if n)
         return spelled.tobytes() == expected
+
+
+def _spec(part) -> dict | None:
+    """A tokenizer component's settings as the tokenizer writes them (None: no such component)."""
+    return None if part is None else json.loads(part.__getstate__())
