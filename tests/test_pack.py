@@ -364,3 +364,54 @@ def test_validate_checks_per_token_columns_lengths(tmp_path):
     (tmp_path / "sh" / "manifest.json").write_text(text)
     problems = validate(tmp_path / "sh").listed
     assert [p.rule for p in problems] == ["lengths"] and "returns" in problems[0].detail
+
+
+class _SlowWorker:
+    """A stand-in for a worker process: starts after `start` polls, and each result is ready `lag` polls after it was sent."""
+
+    def __init__(self, start: int, lag: int):
+        from collections import deque
+
+        self.start, self.lag, self.pending, self.done, self.ran = start, lag, deque(), False, []
+        self.conn = type("Conn", (), {"close": lambda self: None, "closed": False})()
+
+    held = property(lambda self: len(self.pending))
+
+    def started(self) -> bool:
+        self.start -= 1
+        return self.start < 0
+
+    def send(self, batch):
+        from gamelog.pack.workers import _Slot
+
+        self.ran.append(batch)
+        self.pending.append([_Slot(), batch, self.lag])
+        return self.pending[-1][0]
+
+    def ready(self) -> bool:
+        self.pending[0][2] -= 1
+        return self.pending[0][2] < 0
+
+    def holds(self, slot) -> bool:
+        return bool(self.pending) and self.pending[0][0] is slot
+
+    def receive(self) -> None:
+        slot, batch, _ = self.pending.popleft()
+        slot.result = Encoded(segments=[], rejects=[batch])
+
+    def join(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("start, lag", [(0, 0), (3, 2), (1, 9), (1000, 0)])
+def test_the_main_process_and_its_workers_share_batches_and_results_keep_input_order(monkeypatch, start, lag):
+    """However fast the workers start and answer, every batch comes back once, in input order; the main process runs a batch whenever the oldest is still out."""
+    from gamelog.pack import workers
+
+    monkeypatch.setattr(workers, "_run_here", lambda stage, batch: Encoded(segments=[], rejects=[batch]))
+    crew = [_SlowWorker(start, lag), _SlowWorker(start + 1, lag + 1)]
+    results = [r.rejects[0] for r in workers._share(None, crew, iter(range(40)))]
+    assert results == list(range(40))
+    by_workers = sum(len(w.ran) for w in crew)
+    assert 0 < by_workers < 40 if start < 1000 else by_workers == 0  # a worker that never starts leaves all to this process
+    assert all(w.held == 0 for w in crew)

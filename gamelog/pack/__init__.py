@@ -2,9 +2,9 @@
 
     manifest = pack("out/glaive", out=Path("shards"), options=PackOptions(tokenizer="tok/", seq_len=4096))
 
-Episodes stream in batches of 512 to `workers` processes (`gamelog.pack.workers`), which render,
-encode, mask, verify and fit them to seq_len by the overflow policy; the main process gathers
-their segments in input order into windows of `window` episodes, packs each window best-fit
+Episodes stream in batches of 512 to `workers` processes (the main process and the workers it
+starts: `gamelog.pack.workers`), which render, encode, mask, verify and fit them to seq_len by
+the overflow policy; the main process gathers their segments in input order into windows of `window` episodes, packs each window best-fit
 decreasing into rows and writes them as they are made. Memory is bounded by the window, and the
 output is byte-identical whatever the number of workers. Objectives:
 - `auto` (default): each episode by its regime: pretrain text trains every token (raw template);

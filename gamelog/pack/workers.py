@@ -5,9 +5,12 @@ masks, verifies and fits it (everything per episode); the main process only read
 the segments of a window and writes rows. Batches are cut the same way whatever the worker count
 and their results are taken in input order, so the output is byte-identical for any --workers.
 
-Each worker runs its tokenizer on one thread (TOKENIZERS_PARALLELISM=false): the cores are shared
-out as processes, which also run the Python work in parallel. `--workers 1` runs the stage in the
-main process, on one thread too, so that 1 and N workers compare like for like.
+`--workers N` means N processes at work: the main process and N - 1 workers it spawns. The main
+process runs a batch itself whenever the oldest batch out is not back yet, so it is never idle
+and a slow start of the workers costs nothing; each worker holds up to DEPTH batches (read into
+a queue by a thread of its own), so it is never idle either. Each process runs its tokenizer on
+one thread (TOKENIZERS_PARALLELISM=false): the cores are shared out as processes, which also run
+the Python work in parallel. `--workers 1` runs everything in the main process.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import ctypes
 import multiprocessing
 import os
+import queue
 import signal
 import sys
 import threading
@@ -34,7 +38,7 @@ from gamelog.pack.segments import PackCounts, encode_episodes, fit
 from gamelog.pack.tokens import LossPolicy, Segment
 
 NO_TURNS = np.zeros(0, np.int32)
-READY = "ready"  # a worker's first message: its tokenizer and renderer are loaded
+READY = "ready"  # a worker's first message: its tokenizer and renderer are loaded (or the error that stopped it)
 OPTIONAL = ("reward", "returns", "weight")  # per-token columns a segment may lack
 PR_SET_PDEATHSIG = 1  # Linux prctl option: a signal for this process when its parent dies
 
@@ -158,13 +162,12 @@ def _single_threaded_here():
 
 
 def run_batches(stage: Stage, batches: Iterable[pa.RecordBatch], workers: int) -> Iterator[Encoded]:
-    """Results of every batch, in input order, from `workers` processes (1: in this process).
+    """Results of every batch, in input order, from this process and `workers - 1` worker processes.
 
-    Each worker has a pipe of its own and one batch at a time; batches go round the workers in
-    order and results come back in the same order. A worker that dies shows as a closed pipe, so
-    pack stops with a clear error instead of waiting on it (a shared task queue can hang there).
-    While the workers start (an interpreter, imports and a tokenizer each: about half a second),
-    this process runs the first batches itself, so the cores are busy from the start.
+    Each worker has a pipe of its own; batches go to the workers in input order, and each
+    worker's results come back in the order it got them. Whenever the oldest batch out is still
+    with a worker, this process runs the next batch itself. A worker that dies shows as a closed
+    pipe, so pack stops with a clear error instead of waiting on it.
     """
     if workers <= 1:
         for batch in batches:
@@ -172,16 +175,45 @@ def run_batches(stage: Stage, batches: Iterable[pa.RecordBatch], workers: int) -
         return
     # spawn, not fork: the parent may already hold Arrow and tokenizer threads.
     context = multiprocessing.get_context("spawn")
-    crew = [_Worker(context, stage) for _ in range(workers)]
-    batches = iter(batches)
+    crew = [_Worker(context, stage) for _ in range(workers - 1)]
     try:
-        while not any(worker.ready() for worker in crew):
-            if (batch := next(batches, None)) is None:
-                return
-            yield _run_here(stage, batch)
-        yield from _round_robin(crew, batches)
+        yield from _share(stage, crew, iter(batches))
     finally:
         _stop(crew)
+
+
+DEPTH = 2  # batches a worker holds: the one it runs and the next, so it does not wait for this process
+
+
+@dataclass
+class _Slot:
+    """One batch out, in input order: its result once it is in."""
+
+    result: Encoded | None = None
+
+
+def _share(stage: Stage, crew: list[_Worker], batches: Iterator[pa.RecordBatch]) -> Iterator[Encoded]:
+    slots: deque[_Slot] = deque()
+    left = True  # batches not yet handed out
+    while left or slots:
+        for worker in crew:
+            while worker.held and worker.ready():  # take results as they come: the worker gets its next batch sooner
+                worker.receive()
+            while left and worker.started() and worker.held < DEPTH:
+                if (batch := next(batches, None)) is None:
+                    left = False
+                    _stop(crew, wait=False)  # nothing more to send: idle workers may end
+                    break
+                slots.append(worker.send(batch))
+        if slots and slots[0].result is not None:
+            yield slots.popleft().result
+        elif left and (batch := next(batches, None)) is not None:  # the oldest batch is still out (or none is): run one here
+            slots.append(_Slot(_run_here(stage, batch)))
+        elif left:
+            left = False
+            _stop(crew, wait=False)
+        else:  # all handed out: wait for the worker that has the oldest batch
+            next(worker for worker in crew if worker.holds(slots[0])).receive()
 
 
 def _run_here(stage: Stage, batch: pa.RecordBatch) -> Encoded:
@@ -189,28 +221,12 @@ def _run_here(stage: Stage, batch: pa.RecordBatch) -> Encoded:
         return run_stage(stage, batch)
 
 
-def _round_robin(crew: list[_Worker], batches: Iterator[pa.RecordBatch]) -> Iterator[Encoded]:
-    sent: deque[_Worker] = deque()  # workers in the order their batches went out
-    for worker in crew:
-        if (batch := next(batches, None)) is None:
-            break
-        worker.send(batch)
-        sent.append(worker)
-    while sent:
-        worker = sent.popleft()
-        result = worker.receive()
-        if (batch := next(batches, None)) is not None:
-            worker.send(batch)
-            sent.append(worker)
-        elif not sent:  # that was the last result: let the workers exit while this one is packed
-            _stop(crew, wait=False)
-        yield result
-
-
 def _stop(crew: list[_Worker], wait: bool = True) -> None:
     """Close every worker's pipe (an idle worker then ends by itself), then wait for them all."""
     for worker in crew:
-        worker.conn.close()
+        worker.done = True
+        if wait or worker.held == 0:  # a worker still running a batch keeps its pipe until its result is in
+            worker.conn.close()
     if wait:
         for worker in crew:
             worker.join()
@@ -225,27 +241,51 @@ class _Worker:
         with _bare_main():
             self.process.start()
         child.close()  # the worker holds the only other end: its death closes the pipe
+        self.is_started = False
+        self.pending: deque[_Slot] = deque()  # slots of the batches sent, oldest first
+        self.done = False  # no more batches will come
 
-    def send(self, batch: pa.RecordBatch) -> None:
+    def send(self, batch: pa.RecordBatch) -> _Slot:
         try:
             self.conn.send(batch)
         except OSError:
             raise _died() from None
+        slot = _Slot()
+        self.pending.append(slot)
+        return slot
+
+    @property
+    def held(self) -> int:
+        """Batches sent whose results are not yet in."""
+        return len(self.pending)
+
+    def holds(self, slot: _Slot) -> bool:
+        return bool(self.pending) and self.pending[0] is slot
+
+    def started(self) -> bool:
+        """Whether the worker has loaded its tokenizer and renderer (its first message says so)."""
+        if not self.is_started and self.conn.poll():
+            self.is_started = self._message() == READY
+        return self.is_started
 
     def ready(self) -> bool:
-        """Whether the worker has spoken: it is ready (or died, which receive then reports)."""
+        """Whether the worker has a result to give (or died, which receive then reports)."""
         return self.conn.poll()
 
-    def receive(self) -> Encoded:
+    def receive(self) -> None:
+        """The oldest result into its slot; a worker whose last result is in, with nothing more to come, may end."""
+        self.pending.popleft().result = self._message()
+        if not self.pending and self.conn.closed is False and self.done:
+            self.conn.close()
+
+    def _message(self):
         try:
-            result = self.conn.recv()
-            if isinstance(result, str) and result == READY:
-                result = self.conn.recv()
+            message = self.conn.recv()
         except (EOFError, OSError):
             raise _died() from None
-        if isinstance(result, BaseException):
-            raise result
-        return result
+        if isinstance(message, BaseException):
+            raise message
+        return message
 
     def join(self) -> None:
         self.process.join(timeout=5)  # an idle worker sees its closed pipe and ends
@@ -276,7 +316,11 @@ def _died() -> GamelogError:
 
 
 def _serve(conn, stage: Stage, parent: int) -> None:
-    """A worker's loop: a batch in, its Encoded (or the error it raised) out, until the pipe closes."""
+    """A worker's loop: a batch in, its Encoded (or the error it raised) out, until the pipe closes.
+
+    One thread reads the batches into a queue as they come and another sends the results, so
+    neither the main process nor this loop waits for the other to be free.
+    """
     _start_worker(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
     try:
@@ -284,17 +328,37 @@ def _serve(conn, stage: Stage, parent: int) -> None:
         conn.send(READY)
     except OSError:
         return
-    except Exception as exc:  # the main process raises it with the first result
+    except Exception as exc:  # the main process raises it as the worker's first message
         conn.send(exc)
+        return
+    inbox: queue.SimpleQueue = queue.SimpleQueue()
+    outbox: queue.SimpleQueue = queue.SimpleQueue()
+    threading.Thread(target=_read_into, args=(conn, inbox), daemon=True).start()
+    sender = threading.Thread(target=_send_from, args=(conn, outbox), daemon=True)
+    sender.start()
+    while (batch := inbox.get()) is not None:
+        try:
+            outbox.put(run_stage(stage, batch))
+        except Exception as exc:  # e.g. --overflow error: the main process raises it
+            outbox.put(exc)
+    outbox.put(None)
+    sender.join()
+
+
+def _read_into(conn, inbox: queue.SimpleQueue) -> None:
+    """Batches from the pipe into the queue; None once the pipe is closed."""
     while True:
         try:
-            batch = conn.recv()
+            inbox.put(conn.recv())
         except (EOFError, OSError):
+            inbox.put(None)
             return
-        try:
-            result = run_stage(stage, batch)
-        except Exception as exc:  # e.g. --overflow error: the main process raises it
-            result = exc
+
+
+def _send_from(conn, outbox: queue.SimpleQueue) -> None:
+    """Results from the queue into the pipe until None; a result waits here, not in the worker's
+    loop, while the main process is busy with a batch of its own."""
+    while (result := outbox.get()) is not None:
         try:
             conn.send(result)
         except OSError:  # the main process stopped (an error elsewhere): nothing left to do
