@@ -38,7 +38,7 @@ ROLE_PLAYER: dict[str, int] = {
 class Turn(BaseModel):
     """One move of the game."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     player: Player = Field(description="1 = the human side (user, system, tools, documents); 2 = the model.")
     role: Role = Field(description="Normalised role of the move; it fixes the player (see ROLE_PLAYER).")
@@ -54,7 +54,7 @@ class Turn(BaseModel):
 class Episode(BaseModel):
     """One game: a dialogue, an instruction and its answer, a document, one branch of a preference pair."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     episode_id: str = Field(description="Stable id derived from the source file, the record's position and the branch.")
     source: str = Field(description="Input file (or dataset id) the episode came from.")
@@ -73,7 +73,7 @@ class Episode(BaseModel):
 class Reject(BaseModel):
     """An input record that could not be converted, with why and where."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     reason: str = Field(description="Stable reason code, e.g. bad_json, missing_field, unknown_role.")
     detail: str = Field(description="One sentence for a person: what is wrong and how to fix it.")
@@ -95,7 +95,7 @@ Float32 = Annotated[float, ArrowType("float32")]
 class PackedRow(BaseModel):
     """One training row of seq_len tokens or fewer: segments (episodes or their parts) packed end to end."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     input_ids: list[Int32] = Field(description="Token ids; each segment's ids are exactly its rendered episode's encoding.")
     loss_mask: list[UInt8] = Field(description="1 where the token is a training target (unshifted).")
@@ -111,7 +111,7 @@ class PackedRow(BaseModel):
 class PreferenceRow(BaseModel):
     """One (chosen, rejected) pair sharing a prompt: prompt_ids + chosen_ids is the chosen episode's encoding."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     prompt_ids: list[Int32]
     chosen_ids: list[Int32]
@@ -127,7 +127,7 @@ class PreferenceRow(BaseModel):
 class PackManifest(BaseModel):
     """manifest.json of a pack run: settings, tokenizer, counts that add up, and each shard's checksum."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     gamelog_version: str
     settings: dict[str, Any]
@@ -143,7 +143,7 @@ class PackManifest(BaseModel):
 class ConvertReport(BaseModel):
     """report.json of a convert run. records_read == records_converted + records_rejected."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     gamelog_version: str
     inputs: list[str]
