@@ -32,7 +32,7 @@ from gamelog.pack.bins import best_fit_decreasing
 from gamelog.pack.segments import ENCODE_BATCH, OVERFLOW, PackCounts
 from gamelog.pack.tokenizer import LoadedTokenizer, load_tokenizer
 from gamelog.pack.tokens import LossPolicy, Segment
-from gamelog.pack.workers import Stage, run_batches
+from gamelog.pack.workers import Crew, Stage, prime
 from gamelog.render import TEMPLATES, render
 from gamelog.render.jinja import render_jinja
 
@@ -179,34 +179,38 @@ def pack(episodes: str | Path, *, out: Path, options: PackOptions, on_progress=N
     from gamelog.write.shards import REJECT_SCHEMA, ShardWriter, publishing, reject_table
 
     check_options(options)
-    tok = load_tokenizer(options.tokenizer)
-    template = choose_template(tok, options.template)
     if options.objective == "preference":
         from gamelog.pack.pairs import pack_pairs
 
+        tok = load_tokenizer(options.tokenizer)
+        template = choose_template(tok, options.template)
         return pack_pairs(Path(episodes), out=out, options=options, tok=tok, template=template, renderer=make_renderer(tok, template, "sft"))
-    stage = stage_for(options, template)
+    stage = stage_for(options, options.template)  # each process resolves the template from its tokenizer
     counts = PackCounts()
-    shards = ShardWriter(out, "part", PACKED_SCHEMA, shard_rows=options.shard_rows)
-    rejects = ShardWriter(out, "rejects", REJECT_SCHEMA, shard_rows=0, single=True)
     window: list[Segment] = []
     in_window = 0
-    with publishing(out, shards, rejects):
-        for result in run_batches(stage, episode_batches(Path(episodes)), workers_for(options, Path(episodes))):
-            counts.add(result.counts)
-            if result.rejects:
-                rejects.write(reject_table(result.rejects))
-            window.extend(result.segments)
-            in_window += result.counts.episodes_read
-            if in_window >= options.window:
-                for table in pack_window(window, counts, options):
-                    shards.write(table)
-                window, in_window = [], 0
-                release_freed_memory()
-            if on_progress:
-                on_progress(counts)
-        for table in pack_window(window, counts, options):
-            shards.write(table)
+    with Crew(stage, workers_for(options, Path(episodes))) as crew:  # the workers load while this process does
+        tok = load_tokenizer(options.tokenizer)
+        template = choose_template(tok, options.template)
+        prime(stage, tok)
+        shards = ShardWriter(out, "part", PACKED_SCHEMA, shard_rows=options.shard_rows)
+        rejects = ShardWriter(out, "rejects", REJECT_SCHEMA, shard_rows=0, single=True)
+        with publishing(out, shards, rejects):
+            for result in crew.run(episode_batches(Path(episodes))):
+                counts.add(result.counts)
+                if result.rejects:
+                    rejects.write(reject_table(result.rejects))
+                window.extend(result.segments)
+                in_window += result.counts.episodes_read
+                if in_window >= options.window:
+                    for table in pack_window(window, counts, options):
+                        shards.write(table)
+                    window, in_window = [], 0
+                    release_freed_memory()
+                if on_progress:
+                    on_progress(counts)
+            for table in pack_window(window, counts, options):
+                shards.write(table)
     return write_manifest(out, shards.names, counts, options, tok, template)
 
 

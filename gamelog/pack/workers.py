@@ -48,7 +48,7 @@ class Stage:
     """What a worker needs to turn a batch of episodes into fitted segments (picklable)."""
 
     tokenizer: str
-    template: str
+    template: str  # as asked (auto, jinja or a built-in): each process resolves it from its tokenizer
     objective: str
     policy: LossPolicy
     gamma: float | None
@@ -106,12 +106,18 @@ _loaded: dict[Stage, tuple] = {}
 def _tools(stage: Stage):
     """Tokenizer and renderer of a stage, loaded once per process."""
     if stage not in _loaded:
-        from gamelog.pack import make_renderer
         from gamelog.pack.tokenizer import load_tokenizer
 
-        tok = load_tokenizer(stage.tokenizer)
-        _loaded[stage] = (Encoder(tok.tokenizer), make_renderer(tok, stage.template, stage.objective))
+        prime(stage, load_tokenizer(stage.tokenizer))
     return _loaded[stage]
+
+
+def prime(stage: Stage, tok) -> None:
+    """A stage's tools from a tokenizer this process has loaded already (the main process has)."""
+    from gamelog.pack import choose_template, make_renderer
+
+    if stage not in _loaded:
+        _loaded[stage] = (Encoder(tok.tokenizer), make_renderer(tok, choose_template(tok, stage.template), stage.objective))
 
 
 def run_stage(stage: Stage, batch: pa.RecordBatch) -> Encoded:
@@ -161,25 +167,41 @@ def _single_threaded_here():
             os.environ["TOKENIZERS_PARALLELISM"] = before
 
 
-def run_batches(stage: Stage, batches: Iterable[pa.RecordBatch], workers: int) -> Iterator[Encoded]:
-    """Results of every batch, in input order, from this process and `workers - 1` worker processes.
+class Crew:
+    """The processes of a run: this one and `workers - 1` workers, started at once (they take about
+    half a second to load), so that they load while this process gets ready.
 
-    Each worker has a pipe of its own; batches go to the workers in input order, and each
-    worker's results come back in the order it got them. Whenever the oldest batch out is still
-    with a worker, this process runs the next batch itself. A worker that dies shows as a closed
-    pipe, so pack stops with a clear error instead of waiting on it.
+    `run` gives the result of every batch, in input order. Each worker has a pipe of its own;
+    batches go to the workers in input order, and each worker's results come back in the order
+    it got them. Whenever the oldest batch out is still with a worker, this process runs the next
+    batch itself. A worker that dies shows as a closed pipe, so pack stops with a clear error
+    instead of waiting on it.
     """
-    if workers <= 1:
-        for batch in batches:
-            yield _run_here(stage, batch)
-        return
-    # spawn, not fork: the parent may already hold Arrow and tokenizer threads.
-    context = multiprocessing.get_context("spawn")
-    crew = [_Worker(context, stage) for _ in range(workers - 1)]
-    try:
-        yield from _share(stage, crew, iter(batches))
-    finally:
-        _stop(crew)
+
+    def __init__(self, stage: Stage, workers: int):
+        self.stage = stage
+        self.members: list[_Worker] = []
+        # spawn, not fork: the parent may already hold Arrow and tokenizer threads.
+        context = multiprocessing.get_context("spawn")
+        try:
+            for _ in range(workers - 1):
+                self.members.append(_Worker(context, stage))
+        except BaseException:
+            _stop(self.members)
+            raise
+
+    def run(self, batches: Iterable[pa.RecordBatch]) -> Iterator[Encoded]:
+        if not self.members:
+            for batch in batches:
+                yield _run_here(self.stage, batch)
+            return
+        yield from _share(self.stage, self.members, iter(batches))
+
+    def __enter__(self) -> Crew:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        _stop(self.members)
 
 
 DEPTH = 2  # batches a worker holds: the one it runs and the next, so it does not wait for this process

@@ -1,14 +1,18 @@
 """Parquet shard writers for episodes and rejects.
 
 Rows arrive in batches of plain dicts; each batch becomes one Arrow record batch (a row group)
-of the schema derived from the records models, written to a temporary file. A shard is renamed
+of the schema derived from the records models, written to a temporary file by a thread of the
+writer's own: Parquet encoding and compression release the GIL, so the caller builds the next
+batch meanwhile (at most QUEUED tables wait; a failed write is raised at the next call). A shard is renamed
 to its final name (`episodes-00000.parquet`, ...) only when the whole run succeeds, and shards of
 an earlier run that the new one does not produce are removed, so a directory never mixes runs.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -27,6 +31,7 @@ REJECT_SCHEMA = arrow_schema(Reject)
 EPISODE_JSON_FIELDS = json_fields(Episode)
 COMPRESSION = "zstd"
 STAT_COLUMNS = {"episode_id", "regime", "game", "task", "group_id", "reason"}
+QUEUED = 2  # tables waiting for the writer's thread: bounds the memory they hold
 
 
 def episode_table(rows: list[dict]) -> pa.Table:
@@ -67,6 +72,8 @@ class ShardWriter:
         self.rows_in_shard = 0
         self.rows = 0
         self.names: list[str] = []  # final names, once published
+        self.thread: ThreadPoolExecutor | None = None
+        self.queued: deque[Future] = deque()
 
     def _name(self, index: int) -> str:
         return f"{self.prefix}.parquet" if self.single else f"{self.prefix}-{index:05d}.parquet"
@@ -82,10 +89,22 @@ class ShardWriter:
         self.rows_in_shard = 0
 
     def write(self, table: pa.Table) -> None:
+        """Queue a table for the writer's thread; raises the error of an earlier write that failed."""
+        self._settle(QUEUED - 1)
+        if self.thread is None:
+            self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"write-{self.prefix}")
+        self.queued.append(self.thread.submit(self._write_or_explain, table))
+
+    def _settle(self, keep: int) -> None:
+        """Wait until at most `keep` tables are queued."""
+        while len(self.queued) > keep:
+            self.queued.popleft().result()
+
+    def _write_or_explain(self, table: pa.Table) -> None:
         try:
             self._write(table)
         except OSError as exc:
-            raise GamelogError(f"{self.out}: cannot write the output ({exc.strerror or exc}); free some space or choose another --out. Nothing was published under a final name.") from None
+            raise self._cannot_write(exc) from None
 
     def _write(self, table: pa.Table) -> None:
         while table.num_rows:
@@ -98,6 +117,14 @@ class ShardWriter:
             self.rows_in_shard += part.num_rows
             self.rows += part.num_rows
 
+    def _cannot_write(self, exc: OSError) -> GamelogError:
+        return GamelogError(f"{self.out}: cannot write the output ({exc.strerror or exc}); free some space or choose another --out. Nothing was published under a final name.")
+
+    def _stop_thread(self) -> None:
+        if self.thread is not None:
+            self.thread.shutdown(wait=True)
+            self.thread = None
+
     def _close_current(self) -> None:
         if self.writer is not None:
             self.writer.close()
@@ -105,10 +132,12 @@ class ShardWriter:
 
     def finish(self) -> list[str]:
         """Publish every shard under its final name; returns the names."""
+        self._settle(0)
+        self._stop_thread()
         try:
             self._close_current()
         except OSError as exc:
-            raise GamelogError(f"{self.out}: cannot write the output ({exc.strerror or exc}); free some space or choose another --out. Nothing was published under a final name.") from None
+            raise self._cannot_write(exc) from None
         for tmp, final in self.pending:
             publish(tmp, final)
         names = [final.name for _, final in self.pending]
@@ -118,7 +147,14 @@ class ShardWriter:
         return names
 
     def abort(self) -> None:
-        self._close_current()
+        for queued in self.queued:
+            queued.exception()  # wait for it; the run failed already
+        self.queued.clear()
+        self._stop_thread()
+        try:
+            self._close_current()
+        except OSError:  # a full disk: the temporaries go all the same
+            self.writer = None
         for tmp, _ in self.pending:
             tmp.unlink(missing_ok=True)
 
