@@ -142,7 +142,6 @@ def pack(
 ) -> None:
     """Tokenize, mask and pack episodes into Parquet training shards with a manifest."""
     from gamelog.pack import PackOptions, pack as run
-    from gamelog.summary import print_pack_summary
 
     options = PackOptions(
         tokenizer=tokenizer, seq_len=seq_len, objective=objective.value, template=template, overflow=overflow.value,
@@ -161,6 +160,8 @@ def pack(
         total = sum(parquet_rows(f) for f in episode_files(Path(episodes)))
         with progress("pack", unit="episodes", total=total) as update:
             manifest = run(Path(episodes), out=out, options=options, on_progress=lambda c: update(c.episodes_read, f"{c.episodes_packed:,} encoded, {c.rows:,} rows written"))
+    from gamelog.summary import print_pack_summary  # after the run: the workers start sooner
+
     print_pack_summary(manifest, out)
     if tokenizer == "builtin":
         typer.echo("note: packed with the built-in byte-level demo tokenizer; pass --tokenizer DIR of your model to train.", err=True)

@@ -403,15 +403,18 @@ class _SlowWorker:
         pass
 
 
+@pytest.mark.parametrize("total", [float("inf"), 40, 30])
 @pytest.mark.parametrize("start, lag", [(0, 0), (3, 2), (1, 9), (1000, 0)])
-def test_the_main_process_and_its_workers_share_batches_and_results_keep_input_order(monkeypatch, start, lag):
-    """However fast the workers start and answer, every batch comes back once, in input order; the main process runs a batch whenever the oldest is still out."""
+def test_the_main_process_and_its_workers_share_batches_and_results_keep_input_order(monkeypatch, start, lag, total):
+    """However fast the workers start and answer, and whether the batch count is known (or off), every batch comes back once, in input order; the main process runs a batch whenever the oldest is still out."""
     from gamelog.pack import workers
 
     monkeypatch.setattr(workers, "_run_here", lambda stage, batch: Encoded(segments=[], rejects=[batch]))
     crew = [_SlowWorker(start, lag), _SlowWorker(start + 1, lag + 1)]
-    results = [r.rejects[0] for r in workers._share(None, crew, iter(range(40)))]
+    results = [r.rejects[0] for r in workers._share(None, crew, iter(range(40)), total)]
     assert results == list(range(40))
     by_workers = sum(len(w.ran) for w in crew)
     assert 0 < by_workers < 40 if start < 1000 else by_workers == 0  # a worker that never starts leaves all to this process
     assert all(w.held == 0 for w in crew)
+    if total == 40 and lag > 2:  # workers busy to the end: the last batches stay here, so nobody waits for a worker
+        assert max(crew[0].ran + crew[1].ran) < 38  # (with the count unknown, batch 38 goes to a worker)

@@ -112,13 +112,13 @@ def read_windows(path: Path, window: int):
         yield batch
 
 
-def workers_for(options: PackOptions, episodes: Path) -> int:
-    """Worker processes for this run; none for two batches or fewer: starting one takes longer than a batch."""
+def workers_for(options: PackOptions, batches: float) -> int:
+    """Processes for this run; one for two batches or fewer: starting a worker takes longer than a batch."""
     wanted = options.workers or os.cpu_count() or 1
-    return 1 if wanted > 1 and _batch_count(episodes) <= 2 else wanted
+    return 1 if wanted > 1 and batches <= 2 else wanted
 
 
-def _batch_count(episodes: Path) -> float:
+def batch_count(episodes: Path) -> float:
     """Batches the run will read (cut per file), from the files' footers."""
     import pyarrow as pa
 
@@ -189,14 +189,15 @@ def pack(episodes: str | Path, *, out: Path, options: PackOptions, on_progress=N
     counts = PackCounts()
     window: list[Segment] = []
     in_window = 0
-    with Crew(stage, workers_for(options, Path(episodes))) as crew:  # the workers load while this process does
+    batches = batch_count(Path(episodes))
+    with Crew(stage, workers_for(options, batches)) as crew:  # the workers load while this process does
         tok = load_tokenizer(options.tokenizer)
         template = choose_template(tok, options.template)
         prime(stage, tok)
         shards = ShardWriter(out, "part", PACKED_SCHEMA, shard_rows=options.shard_rows)
         rejects = ShardWriter(out, "rejects", REJECT_SCHEMA, shard_rows=0, single=True)
         with publishing(out, shards, rejects):
-            for result in crew.run(episode_batches(Path(episodes))):
+            for result in crew.run(episode_batches(Path(episodes)), batches):
                 counts.add(result.counts)
                 if result.rejects:
                     rejects.write(reject_table(result.rejects))

@@ -190,12 +190,13 @@ class Crew:
             _stop(self.members)
             raise
 
-    def run(self, batches: Iterable[pa.RecordBatch]) -> Iterator[Encoded]:
+    def run(self, batches: Iterable[pa.RecordBatch], total: float = float("inf")) -> Iterator[Encoded]:
+        """Results of the batches in input order; `total` is how many there are, if known."""
         if not self.members:
             for batch in batches:
                 yield _run_here(self.stage, batch)
             return
-        yield from _share(self.stage, self.members, iter(batches))
+        yield from _share(self.stage, self.members, iter(batches), total)
 
     def __enter__(self) -> Crew:
         return self
@@ -214,22 +215,27 @@ class _Slot:
     result: Encoded | None = None
 
 
-def _share(stage: Stage, crew: list[_Worker], batches: Iterator[pa.RecordBatch]) -> Iterator[Encoded]:
+def _share(stage: Stage, crew: list[_Worker], batches: Iterator[pa.RecordBatch], total: float = float("inf")) -> Iterator[Encoded]:
+    """Results in input order; `total` (the batch count, when known) lets the last batches stay
+    here, so that this process and the workers finish together instead of one waiting for the other."""
     slots: deque[_Slot] = deque()
     left = True  # batches not yet handed out
+    handed = 0
     while left or slots:
         for worker in crew:
             while worker.held and worker.ready():  # take results as they come: the worker gets its next batch sooner
                 worker.receive()
-            while left and worker.started() and worker.held < DEPTH:
+            while left and worker.started() and worker.held < DEPTH and total - handed > sum(w.held for w in crew) + 1:
                 if (batch := next(batches, None)) is None:
                     left = False
                     _stop(crew, wait=False)  # nothing more to send: idle workers may end
                     break
                 slots.append(worker.send(batch))
+                handed += 1
         if slots and slots[0].result is not None:
             yield slots.popleft().result
         elif left and (batch := next(batches, None)) is not None:  # the oldest batch is still out (or none is): run one here
+            handed += 1
             slots.append(_Slot(_run_here(stage, batch)))
         elif left:
             left = False
