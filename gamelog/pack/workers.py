@@ -26,7 +26,7 @@ import time
 import types
 from collections import deque
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -357,7 +357,8 @@ def _serve(conn, stage: Stage, parent: int) -> None:
     except OSError:
         return
     except Exception as exc:  # the main process raises it as the worker's first message
-        conn.send(exc)
+        with suppress(Exception):  # unless it stopped already (it meets the same error) or the error does not pickle
+            conn.send(exc)
         return
     inbox: queue.SimpleQueue = queue.SimpleQueue()
     outbox: queue.SimpleQueue = queue.SimpleQueue()
