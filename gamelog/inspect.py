@@ -77,7 +77,7 @@ def inspect(path: Path, *, episode: str | None = None, regime: str | None = None
     """Panels for the selected episodes or packed rows of PATH (an episodes or a packed directory, or one file)."""
     if path.is_dir() and (path / "manifest.json").exists():
         return _packed(path, episode=episode, sample=sample, seed=seed, tokenizer=tokenizer)
-    from gamelog.validate import episode_files
+    from gamelog.write.atomic import episode_files
 
     table = pa.concat_tables(read_output(f) for f in episode_files(path))
     keep = np.ones(table.num_rows, dtype=bool)

@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 
 from gamelog.errors import GamelogError
 from gamelog.records import ROLE_PLAYER, ConvertReport, Game, Optimality, Regime, Role
-from gamelog.write.atomic import parquet_rows, sha256
+from gamelog.write.atomic import episode_files, parquet_rows, sha256
 from gamelog.write.shards import EPISODE_SCHEMA
 
 MAX_LISTED = 50
@@ -50,17 +50,6 @@ class ValidationReport(BaseModel):
     def add(self, problems: list[Problem], count: int | None = None) -> None:
         self.problems += len(problems) if count is None else count
         self.listed.extend(problems[: max(0, MAX_LISTED - len(self.listed))])
-
-
-def episode_files(path: Path) -> list[Path]:
-    if path.is_file():
-        return [path]
-    if path.is_dir():
-        files = sorted(path.glob("episodes-*.parquet"))
-        if files:
-            return files
-        raise GamelogError(f"{path}: no episodes-*.parquet files here; pass the --out directory of gamelog convert.")
-    raise GamelogError(f"{path}: no such file or directory.")
 
 
 def validate(path: Path) -> ValidationReport:

@@ -36,7 +36,7 @@ def _text(panels) -> str:
 
 
 def test_inspect_episode_shows_players_roles_and_labels(data):
-    from gamelog.validate import episode_files
+    from gamelog.write.atomic import episode_files
     import pyarrow.parquet as pq
 
     rows = pq.read_table(episode_files(data / "ep")[0]).to_pylist()

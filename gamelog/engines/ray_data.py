@@ -28,7 +28,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from gamelog.errors import GamelogError
-from gamelog.validate import episode_files
+from gamelog.write.atomic import episode_files
 
 PAYLOAD = pa.schema([pa.field("payload", pa.binary())])
 

@@ -94,7 +94,7 @@ def make_renderer(tok: LoadedTokenizer, template: str, objective: str):
 
 def episode_batches(path: Path):
     """Arrow record batches of at most ENCODE_BATCH episodes, streamed from the episodes Parquet files."""
-    from gamelog.validate import episode_files
+    from gamelog.write.atomic import episode_files
 
     for file in episode_files(path):
         yield from _episode_batches(file)
@@ -122,7 +122,7 @@ def batch_count(episodes: Path) -> float:
     """Batches the run will read (cut per file), from the files' footers."""
     import pyarrow as pa
 
-    from gamelog.validate import episode_files
+    from gamelog.write.atomic import episode_files
     from gamelog.write.atomic import parquet_rows
 
     try:

@@ -23,7 +23,7 @@ PLOTS_SHARDS = ("row-fill", "trained-tokens")
 
 
 def _episodes(path: Path) -> list[dict]:
-    from gamelog.validate import episode_files
+    from gamelog.write.atomic import episode_files
 
     return [r for f in episode_files(path) for r in read_output(f, columns=["episode_id", "regime", "turns"]).to_pylist()]
 

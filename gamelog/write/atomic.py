@@ -1,10 +1,13 @@
-"""Atomic output: write under a temporary name, then rename, so no final name is ever partial."""
+"""Atomic output (write under a temporary name, then rename, so no final name is ever partial),
+and finding and reading back what gamelog wrote."""
 
 from __future__ import annotations
 
 import hashlib
 import os
 from pathlib import Path
+
+from gamelog.errors import GamelogError
 
 
 def temporary(path: Path) -> Path:
@@ -25,6 +28,18 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def episode_files(path: Path) -> list[Path]:
+    """The episodes files of a convert output directory (or the one file given)."""
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        files = sorted(path.glob("episodes-*.parquet"))
+        if files:
+            return files
+        raise GamelogError(f"{path}: no episodes-*.parquet files here; pass the --out directory of gamelog convert.")
+    raise GamelogError(f"{path}: no such file or directory.")
+
+
 def parquet_rows(path: Path) -> int:
     """Rows of a Parquet file from its footer; 0 when the file is absent (no rejects were written)."""
     import pyarrow.parquet as pq
@@ -36,8 +51,6 @@ def read_output(path: Path, columns: list[str] | None = None):
     """A Parquet file that gamelog wrote, whole; a damaged one stops the command with its name."""
     import pyarrow as pa
     import pyarrow.parquet as pq
-
-    from gamelog.errors import GamelogError
 
     try:
         return pq.read_table(path, columns=columns)
