@@ -125,14 +125,14 @@ class Encoder:
         pieces = self.spelling.cut(probes)
         if pieces is None:
             return False
-        ours = self.tokenizer.encode_batch_fast(probes, add_special_tokens=False)
+        own = self.tokenizer.encode_batch_fast(probes, add_special_tokens=False)
         saved = self.tokenizer.normalizer
         self.tokenizer.normalizer = None
         try:
-            theirs = self.tokenizer.encode_batch_fast(self.spelling.normalized(pieces), add_special_tokens=False)
+            here = self.tokenizer.encode_batch_fast(self.spelling.normalized(pieces), add_special_tokens=False)
         finally:
             self.tokenizer.normalizer = saved
-        return all(a.ids == b.ids for a, b in zip(ours, theirs))
+        return all(a.ids == b.ids for a, b in zip(own, here))
 
 
 def _ids(encodings) -> tuple[np.ndarray, np.ndarray]:
