@@ -303,7 +303,7 @@ class _Worker:
     def receive(self) -> None:
         """The oldest result into its slot; a worker whose last result is in, with nothing more to come, may end."""
         self.pending.popleft().result = self._message()
-        if not self.pending and self.conn.closed is False and self.done:
+        if not self.pending and self.done and not self.conn.closed:
             self.conn.close()
 
     def _message(self):
