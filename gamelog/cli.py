@@ -154,8 +154,7 @@ def pack(
         manifest = pack_on_ray(episodes, out=out, options=options, address=ray_address, num_cpus=workers or None)
     else:
         from gamelog.progress import progress
-        from gamelog.write.atomic import episode_files
-        from gamelog.write.atomic import parquet_rows
+        from gamelog.write.atomic import episode_files, parquet_rows
 
         total = sum(parquet_rows(f) for f in episode_files(Path(episodes)))
         with progress("pack", unit="episodes", total=total) as update:

@@ -4,9 +4,10 @@
 
 Episodes stream in batches of 512 to `workers` processes (the main process and the workers it
 starts: `gamelog.pack.workers`), which render, encode, mask, verify and fit them to seq_len by
-the overflow policy; the main process gathers their segments in input order into windows of `window` episodes, packs each window best-fit
-decreasing into rows and writes them as they are made. Memory is bounded by the window, and the
-output is byte-identical whatever the number of workers. Objectives:
+the overflow policy; the main process gathers their segments in input order into windows of
+`window` episodes, packs each window best-fit decreasing into rows and writes them as they are
+made. Memory is bounded by the window, and the output is byte-identical whatever the number of
+workers. Objectives:
 - `auto` (default): each episode by its regime: pretrain text trains every token (raw template);
   sft, preference and feedback episodes go through the chat template and train player 2's
   optimal moves; sub-optimal branches (rejected answers, bad KTO answers) are counted as skipped,
@@ -122,8 +123,7 @@ def batch_count(episodes: Path) -> float:
     """Batches the run will read (cut per file), from the files' footers."""
     import pyarrow as pa
 
-    from gamelog.write.atomic import episode_files
-    from gamelog.write.atomic import parquet_rows
+    from gamelog.write.atomic import episode_files, parquet_rows
 
     try:
         return sum(-(-parquet_rows(f) // ENCODE_BATCH) for f in episode_files(episodes))

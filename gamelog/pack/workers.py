@@ -2,8 +2,9 @@
 
 A batch is an Arrow record batch of at most ENCODE_BATCH episodes. The stage renders, encodes,
 masks, verifies and fits it (everything per episode), in the main process or a worker; the main
-process alone reads the batches, bins the segments of a window and writes rows. Batches are cut the same way whatever the worker count
-and their results are taken in input order, so the output is byte-identical for any --workers.
+process alone reads the batches, bins the segments of a window and writes rows. Batches are cut
+the same way whatever the worker count and their results are taken in input order, so the output
+is byte-identical for any --workers.
 
 `--workers N` means N processes at work: the main process and N - 1 workers it spawns. The main
 process runs a batch itself whenever the oldest batch out is not back yet, so it is never idle
