@@ -204,6 +204,21 @@ def test_output_is_the_same_bytes_for_any_worker_count(episodes, tmp_path):
     assert validate(tmp_path / "2").valid
 
 
+@pytest.mark.parametrize("start", ["fork", "spawn"])
+def test_workers_end_by_themselves_however_they_start(episodes, monkeypatch, start):
+    """A forked worker inherits this process's ends of its own and the other workers' pipes and must
+    close them: otherwise it never sees its pipe close, and is killed after a wait (exit code -9)."""
+    from gamelog.pack import episode_batches, stage_for, workers
+
+    monkeypatch.setattr(workers, "START", start)
+    stage = stage_for(PackOptions(tokenizer=shared("tokenizers/phi-3-mini"), seq_len=2048), "auto")
+    with workers.Crew(stage, 3) as crew:
+        workers.prime(stage, load_tokenizer(stage.tokenizer))
+        read = sum(r.counts.episodes_read for r in crew.run(episode_batches(episodes["chat"])))
+    assert read == sum(pq.ParquetFile(f).metadata.num_rows for f in episodes["chat"].glob("episodes-*.parquet"))
+    assert [m.process.exitcode for m in crew.members] == [0, 0]
+
+
 def test_a_script_without_a_main_guard_can_pack_with_workers(episodes, tmp_path):
     """Workers start without the caller's main module, so a plain script runs once, not once per worker."""
     script = tmp_path / "plain.py"

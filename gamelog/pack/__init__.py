@@ -190,10 +190,11 @@ def pack(episodes: str | Path, *, out: Path, options: PackOptions, on_progress=N
     window: list[Segment] = []
     in_window = 0
     batches = batch_count(Path(episodes))
-    with Crew(stage, workers_for(options, batches)) as crew:  # the workers load while this process does
+    with Crew(stage, workers_for(options, batches)) as crew:  # spawned workers load while this process does
         tok = load_tokenizer(options.tokenizer)
         template = choose_template(tok, options.template)
         prime(stage, tok)
+        crew.start()  # forked workers start here, with this process's tokenizer and renderer
         shards = ShardWriter(out, "part", PACKED_SCHEMA, shard_rows=options.shard_rows)
         rejects = ShardWriter(out, "rejects", REJECT_SCHEMA, shard_rows=0, single=True)
         with publishing(out, shards, rejects):

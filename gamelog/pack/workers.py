@@ -6,7 +6,7 @@ process alone reads the batches, bins the segments of a window and writes rows. 
 the same way whatever the worker count and their results are taken in input order, so the output
 is byte-identical for any --workers.
 
-`--workers N` means N processes at work: the main process and N - 1 workers it spawns. The main
+`--workers N` means N processes at work: the main process and N - 1 workers it starts (START). The main
 process runs a batch itself whenever the oldest batch out is not back yet, so it is never idle
 and a slow start of the workers costs nothing; each worker holds up to DEPTH batches (read into
 a queue by a thread of its own), so it is never idle either. Each process runs its tokenizer on
@@ -42,6 +42,11 @@ NO_TURNS = np.zeros(0, np.int32)
 READY = "ready"  # a worker's first message: its tokenizer and renderer are loaded (or the error that stopped it)
 OPTIONAL = ("reward", "returns", "weight")  # per-token columns a segment may lack
 PR_SET_PDEATHSIG = 1  # Linux prctl option: a signal for this process when its parent dies
+# How workers start. On Linux they are forked once this process has loaded the tokenizer and the
+# renderer, so they start in milliseconds with both (a spawned worker imports and loads for half
+# a second of CPU, on a core that could run batches); datasets' map and PyTorch's DataLoader fork
+# their workers the same way. Elsewhere fork is unsafe or missing, and workers are spawned at once.
+START = "fork" if sys.platform == "linux" else "spawn"
 
 
 @dataclass(frozen=True)
@@ -118,7 +123,8 @@ def prime(stage: Stage, tok) -> None:
     from gamelog.pack import choose_template, make_renderer
 
     if stage not in _loaded:
-        _loaded[stage] = (Encoder(tok.tokenizer), make_renderer(tok, choose_template(tok, stage.template), stage.objective))
+        with _single_threaded_here():  # the encoder's start-up probe; see Crew.start
+            _loaded[stage] = (Encoder(tok.tokenizer), make_renderer(tok, choose_template(tok, stage.template), stage.objective))
 
 
 def run_stage(stage: Stage, batch: pa.RecordBatch) -> Encoded:
@@ -169,8 +175,9 @@ def _single_threaded_here():
 
 
 class Crew:
-    """The processes of a run: this one and `workers - 1` workers, started at once (they take about
-    half a second to load), so that they load while this process gets ready.
+    """The processes of a run: this one and `workers - 1` workers. Forked workers start when `start`
+    or `run` is first called, after this process has loaded its tools; spawned ones start at once,
+    so that they load while this process does.
 
     `run` gives the result of every batch, in input order. Each worker has a pipe of its own;
     batches go to the workers in input order, and each worker's results come back in the order
@@ -181,18 +188,27 @@ class Crew:
 
     def __init__(self, stage: Stage, workers: int):
         self.stage = stage
+        self.workers = workers
         self.members: list[_Worker] = []
-        # spawn, not fork: the parent may already hold Arrow and tokenizer threads.
-        context = multiprocessing.get_context("spawn")
+        if START == "spawn":  # a spawned worker loads for half a second: start it before this process loads
+            self.start()
+
+    def start(self) -> None:
+        """Start the workers, once; forked workers share the tools this process has loaded (see START)."""
+        if self.members or self.workers < 2:
+            return
+        context = multiprocessing.get_context(START)
         try:
-            for _ in range(workers - 1):
-                self.members.append(_Worker(context, stage))
+            with _single_threaded_here():  # a fork after the tokenizer ran threads would disable them with a warning
+                for _ in range(self.workers - 1):
+                    self.members.append(_Worker(context, self.stage, [m.conn for m in self.members]))
         except BaseException:
             _stop(self.members)
             raise
 
     def run(self, batches: Iterable[pa.RecordBatch], total: float = float("inf")) -> Iterator[Encoded]:
         """Results of the batches in input order; `total` is how many there are, if known."""
+        self.start()
         if not self.members:
             for batch in batches:
                 yield _run_here(self.stage, batch)
@@ -264,9 +280,11 @@ def _stop(crew: list[_Worker], wait: bool = True) -> None:
 class _Worker:
     """One worker process and its pipe."""
 
-    def __init__(self, context, stage: Stage):
+    def __init__(self, context, stage: Stage, others: list):
         self.conn, child = context.Pipe()
-        self.process = context.Process(target=_serve, args=(child, stage, os.getpid()), daemon=True)
+        # a forked worker inherits this process's ends of its pipe and of the other workers' pipes:
+        # it closes them, or a worker would never see its pipe close
+        self.process = context.Process(target=_serve, args=(child, stage, os.getpid(), [*others, self.conn]), daemon=True)
         with _bare_main():
             self.process.start()
         child.close()  # the worker holds the only other end: its death closes the pipe
@@ -344,16 +362,18 @@ def _died() -> GamelogError:
     return GamelogError("a pack worker process died (killed, out of memory, or it could not start); nothing was published. Re-run with fewer --workers, or --workers 1.")
 
 
-def _serve(conn, stage: Stage, parent: int) -> None:
+def _serve(conn, stage: Stage, parent: int, others: list) -> None:
     """A worker's loop: a batch in, its Encoded (or the error it raised) out, until the pipe closes.
 
     One thread reads the batches into a queue as they come and another sends the results, so
     neither the main process nor this loop waits for the other to be free.
     """
+    for other in others:
+        other.close()
     _start_worker(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
     try:
-        _tools(stage)
+        _tools(stage)  # a forked worker has them already
         conn.send(READY)
     except OSError:
         return
