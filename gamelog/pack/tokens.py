@@ -46,16 +46,20 @@ class LossPolicy:
     tool_calls: bool = True
     suboptimal: bool = False  # train player-2 moves labelled suboptimal too (with their negative reward)
 
-    def trains(self, turn: dict, regime: str) -> bool:
-        if regime == "pretrain":
-            return True
-        if turn["player"] != 2 or turn.get("weight") == 0:
-            return False
-        if (turn["role"] == "thought" and not self.thoughts) or (turn["role"] == "tool_call" and not self.tool_calls):
-            return False
-        if regime == "sft":
-            return True
-        return turn["optimality"] == "optimal" or (self.suboptimal and turn["optimality"] == "suboptimal")
+    def trained(self, turns: list[dict], regime: np.ndarray, player: np.ndarray, zero_weight: np.ndarray) -> np.ndarray:
+        """Per move (with its episode's regime): is it a training target. Pre-training text trains
+        every move; otherwise player 2's moves of non-zero weight, of the roles asked for, and
+        outside SFT only the optimal ones (and the sub-optimal ones when asked)."""
+        column = lambda key: np.asarray([t[key] for t in turns], dtype=object)
+        target = (player == 2) & ~zero_weight
+        if not (self.thoughts and self.tool_calls):
+            role = column("role")
+            target &= ~((role == "thought") & (not self.thoughts)) & ~((role == "tool_call") & (not self.tool_calls))
+        choice = regime == "sft"
+        if not choice.all():
+            optimality = column("optimality")
+            choice |= (optimality == "optimal") | ((optimality == "suboptimal") & self.suboptimal)
+        return (regime == "pretrain") | (target & choice)
 
 
 WHITESPACE = np.asarray([9, 10, 11, 12, 13, 32], dtype=np.uint32)
@@ -90,14 +94,41 @@ class Batch:
     trained: np.ndarray  # per move: is it a training target
 
 
-def lay_out(episodes: list[dict], rendered: list[Rendered], policy: LossPolicy) -> Batch:
+@dataclass
+class Moves:
+    """Per move of a batch, in order: the fields the masks and per-token columns need, as arrays."""
+
+    player: np.ndarray  # int8
+    reward: np.ndarray  # float32, 0 where none
+    has_reward: np.ndarray  # bool
+    weight: np.ndarray  # float32, 1 where none
+    has_weight: np.ndarray  # bool
+    trained: np.ndarray  # bool: a training target under the policy
+
+
+def moves_of(episodes: list[dict], rendered: list[Rendered], policy: LossPolicy) -> Moves:
+    turns = [t for r in rendered for t in r.turns]
+    count = len(turns)
+    column = lambda key: [t.get(key) for t in turns]
+    player = np.fromiter((t["player"] for t in turns), dtype=np.int8, count=count)
+    rewards, weights = column("reward"), column("weight")
+    has_reward = np.fromiter((r is not None for r in rewards), dtype=bool, count=count)
+    has_weight = np.fromiter((w is not None for w in weights), dtype=bool, count=count)
+    reward = np.asarray([r or 0.0 for r in rewards], dtype=np.float32)
+    weight = np.asarray([1.0 if w is None else w for w in weights], dtype=np.float32)
+    turns_per = [len(r.turns) for r in rendered]
+    regime = np.repeat(np.asarray([e["regime"] for e in episodes], dtype=object), turns_per)
+    trained = policy.trained(turns, regime, player, has_weight & (weight == 0))
+    return Moves(player, reward, has_reward, weight, has_weight, trained)
+
+
+def lay_out(episodes: list[dict], rendered: list[Rendered], moves: Moves) -> Batch:
     sizes = np.fromiter((len(r.text) for r in rendered), dtype=np.int64, count=len(rendered))
     text_base = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
     turns_per = np.fromiter((len(r.turns) for r in rendered), dtype=np.int64, count=len(rendered))
     base = np.repeat(text_base, turns_per)
     flat = lambda key: np.fromiter((x for r in rendered for x in getattr(r, key)), dtype=np.int64)
     content = np.asarray([c for r in rendered for c in r.content], dtype=np.int64).reshape(-1, 2)
-    trained = np.fromiter((policy.trains(t, e["regime"]) for e, r in zip(episodes, rendered) for t in r.turns), dtype=bool)
     return Batch(
         text_base=text_base,
         codes=np.frombuffer("".join(r.text for r in rendered).encode("utf-32-le"), dtype=np.uint32),
@@ -106,7 +137,7 @@ def lay_out(episodes: list[dict], rendered: list[Rendered], policy: LossPolicy) 
         content_end=content[:, 1] + base,
         trained_end=flat("trained_end") + base,
         first_turn=np.concatenate([[0], np.cumsum(turns_per)[:-1]]).astype(np.int64),
-        trained=trained,
+        trained=moves.trained,
     )
 
 
@@ -156,7 +187,8 @@ def last_visible_end(codes: np.ndarray, begin: np.ndarray, stop: np.ndarray) -> 
 
 def build_segments(episodes: list[dict], rendered: list[Rendered], tokens: Tokens, policy: LossPolicy, gamma: float | None) -> tuple[list[Segment], dict[int, RecordError]]:
     """Segments for a batch of rendered episodes; failures map episode position -> RecordError."""
-    batch = lay_out(episodes, rendered, policy)
+    moves = moves_of(episodes, rendered, policy)
+    batch = lay_out(episodes, rendered, moves)
     lengths, ids = tokens.lengths, tokens.ids
     episode_of = np.repeat(np.arange(len(lengths)), lengths)
     offsets = tokens.offsets + batch.text_base[episode_of][:, None]
@@ -169,7 +201,7 @@ def build_segments(episodes: list[dict], rendered: list[Rendered], tokens: Token
     inside = np.clip(turn, 0, None)
     mask = (turn >= 0) & batch.trained[inside] & (anchor >= batch.content_start[inside]) & (anchor < batch.trained_end[inside])
     failures = check_masks(batch, start[mask], end[mask], rendered)
-    return _segments(episodes, rendered, lengths, ids, turn, inside, mask.astype(np.uint8), batch, gamma, failures), failures
+    return _segments(episodes, rendered, lengths, ids, turn, inside, mask.astype(np.uint8), batch, moves, gamma, failures), failures
 
 
 def covered_spans(start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -215,29 +247,27 @@ def check_masks(batch: Batch, trained_start: np.ndarray, trained_end: np.ndarray
     return failures
 
 
-def _segments(episodes, rendered, lengths, ids, turn, inside, mask, batch: Batch, gamma, failures) -> list[Segment]:
-    turns = [t for r in rendered for t in r.turns]
-    player = np.where(turn >= 0, np.fromiter((t["player"] for t in turns), dtype=np.int8, count=len(turns))[inside], 1).astype(np.int8)
-    per_move = lambda values: np.asarray(values, dtype=np.float32)[inside]
-    reward = per_move([t["reward"] or 0.0 for t in turns])
-    weight = per_move([1.0 if t.get("weight") is None else t["weight"] for t in turns])
-    returns = per_move([g for r in rendered for g in move_returns(r.turns, gamma)]) if gamma is not None else None
+def _segments(episodes, rendered, lengths, ids, turn, inside, mask, batch: Batch, moves: Moves, gamma, failures) -> list[Segment]:
+    player = np.where(turn >= 0, moves.player[inside], 1).astype(np.int8)
+    reward, weight = moves.reward[inside], moves.weight[inside]
+    returns = np.asarray([g for r in rendered for g in move_returns(r.turns, gamma)], dtype=np.float32)[inside] if gamma is not None else None
     move = np.where(turn >= 0, turn - np.repeat(batch.first_turn, lengths), -1).astype(np.int32)  # index within its episode
-    bounds = np.concatenate([[0], np.cumsum(lengths)])
+    bounds = np.concatenate([[0], np.cumsum(lengths)]).tolist()
+    first = np.append(batch.first_turn, len(moves.player))
+    per_episode = lambda flags: (np.diff(np.concatenate([[0], np.cumsum(flags)])[first]) > 0).tolist()  # any of its moves
+    has_reward, has_weight = per_episode(moves.has_reward), per_episode(moves.has_weight)
     segments = []
-    for k, (episode, r) in enumerate(zip(episodes, rendered)):
+    for k, episode in enumerate(episodes):
         if k in failures:
             continue
-        a, b = int(bounds[k]), int(bounds[k + 1])
-        has_reward = any(t["reward"] is not None for t in r.turns)
-        has_weight = any(t.get("weight") is not None for t in r.turns)
+        a, b = bounds[k], bounds[k + 1]
         segments.append(
             Segment(
                 episode["episode_id"], ids[a:b], mask[a:b], player[a:b],
-                reward[a:b] if has_reward else None,
+                reward[a:b] if has_reward[k] else None,
                 returns[a:b] if returns is not None else None,
                 move[a:b],
-                weight[a:b] if has_weight else None,
+                weight[a:b] if has_weight[k] else None,
             )
         )
     return segments
