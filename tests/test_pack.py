@@ -263,6 +263,32 @@ def test_a_batch_result_crosses_processes_as_the_same_segments():
             assert (a is None and b is None) or (a.dtype == b.dtype and np.array_equal(a, b)), (sent.episode_id, name)
 
 
+@pytest.mark.parametrize("tokenizer", sorted(TOKENIZERS))
+def test_tokens_are_placed_by_their_first_visible_character(tokenizer, episodes):
+    """Placing tokens by counting the sorted move bounds, scanning only the tokens that cross one,
+    gives what scanning every token for its first visible character gives."""
+    from gamelog.pack import choose_template, episode_batches
+    from gamelog.pack.offsets import Encoder
+    from gamelog.pack.tokens import _place, first_visible, lay_out, moves_of
+
+    tok = load_tokenizer(shared(TOKENIZERS[tokenizer]))
+    render, encoder = make_renderer(tok, choose_template(tok, "auto"), "auto"), Encoder(tok.tokenizer)
+    rows = next(episode_batches(episodes["chat"])).to_pylist()
+    rendered = [render(row) for row in rows]
+    tokens = encoder.encode([r.text for r in rendered])
+    batch = lay_out(rows, rendered, moves_of(rows, rendered, LossPolicy()))
+    shift = np.repeat(batch.text_base, tokens.lengths)
+    start, end = tokens.offsets[:, 0] + shift, tokens.offsets[:, 1] + shift
+    visible = first_visible(batch.codes, start, end)
+    anchor = np.where(visible < end, visible, start)
+    turn = np.searchsorted(batch.turn_start, anchor, side="right") - 1
+    inside = np.clip(turn, 0, None)
+    in_span = (anchor >= batch.content_start[inside]) & (anchor < batch.trained_end[inside])
+    placed, placed_in_span = _place(batch, start, end)
+    assert (anchor != start).any()  # some tokens start blank, so the rule matters
+    assert np.array_equal(placed, turn) and np.array_equal(placed_in_span, in_span)
+
+
 def test_the_mask_check_rejects_a_hole_and_a_merge_across_moves(episodes):
     """Offsets that leave a trained move partly uncovered, or let a trained token reach into the next move, are caught."""
     tok = load_tokenizer(shared("tokenizers/phi-3-mini"))

@@ -187,6 +187,11 @@ def tool_call_turns(calls: Any, where: str, weight=None) -> list[dict]:
 
 def message_turns(message: Any, ctx: Context, where: str, *, role_key="role", content_key="content") -> list[dict]:
     """One chat message (OpenAI or ShareGPT shaped) as one or more turns."""
+    if type(message) is dict and len(message) == 2 and type(content := message.get(content_key)) is str and role_key in message:
+        # the common shape, a role and a plain text: what the general path below gives it, directly
+        role = normalise_role(message[role_key], ctx, where)
+        if content.strip() and (role != "assistant" or "<think>" not in content):
+            return [turn(role, content)]
     if not isinstance(message, dict):
         raise RecordError("wrong_type", f"{where}should be an object, found {type(message).__name__}.")
     role = normalise_role(message.get(role_key), ctx, where)

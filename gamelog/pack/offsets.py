@@ -136,8 +136,9 @@ class Encoder:
 
 
 def _ids(encodings) -> tuple[np.ndarray, np.ndarray]:
-    lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
-    ids = np.fromiter(chain.from_iterable(e.ids for e in encodings), dtype=np.int32, count=int(lengths.sum()))
+    per_text = [e.ids for e in encodings]  # each call builds a new list: once per encoding
+    lengths = np.fromiter(map(len, per_text), dtype=np.int64, count=len(per_text))
+    ids = np.fromiter(chain.from_iterable(per_text), dtype=np.int32, count=int(lengths.sum()))
     return lengths, ids
 
 

@@ -193,15 +193,39 @@ def build_segments(episodes: list[dict], rendered: list[Rendered], tokens: Token
     episode_of = np.repeat(np.arange(len(lengths)), lengths)
     offsets = tokens.offsets + batch.text_base[episode_of][:, None]
     start, end = offsets[:, 0], offsets[:, 1]
-    # a token belongs to the move of its first visible character (its start when all blank)
-    visible = first_visible(batch.codes, start, end)
-    anchor = np.where(visible < end, visible, start)
-    turn = np.searchsorted(batch.turn_start, anchor, side="right") - 1
+    turn, in_span = _place(batch, start, end)
     turn = np.where(turn >= batch.first_turn[episode_of], turn, -1)
     inside = np.clip(turn, 0, None)
-    mask = (turn >= 0) & batch.trained[inside] & (anchor >= batch.content_start[inside]) & (anchor < batch.trained_end[inside])
+    mask = (turn >= 0) & batch.trained[inside] & in_span
     failures = check_masks(batch, start[mask], end[mask], rendered)
     return _segments(episodes, rendered, lengths, ids, turn, inside, mask.astype(np.uint8), batch, moves, gamma, failures), failures
+
+
+def _place(batch: Batch, start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per token: the move of its anchor, its first visible character (its start when all blank),
+    and whether the anchor is in that move's trained span [content start, trained end).
+
+    The moves' bounds, each move's start, content start and trained end in turn, are one sorted
+    list (checked); the count of bounds at or before a position says its move (a third of it) and
+    where in the move it is. A token within one stretch between bounds has the count of its start,
+    so only the few tokens that cross a bound are scanned for their first visible character.
+    """
+    bounds = np.stack([batch.turn_start, batch.content_start, batch.trained_end], axis=1).ravel()
+    if (np.diff(bounds) < 0).any():  # a template that writes moves out of order: scan every token
+        crossing = np.arange(len(start))
+        count = np.zeros(len(start), dtype=np.int64)
+    else:
+        count = np.searchsorted(bounds, start, side="right")
+        crossing = np.flatnonzero(np.searchsorted(bounds, np.maximum(end - 1, start), side="right") != count)
+    begin, stop = start[crossing], end[crossing]
+    visible = first_visible(batch.codes, begin, stop)
+    anchor = np.where(visible < stop, visible, begin)
+    if len(crossing) == len(start):  # the general rule, without the sorted bounds
+        turn = np.searchsorted(batch.turn_start, anchor, side="right") - 1
+        inside = np.clip(turn, 0, None)
+        return turn, (anchor >= batch.content_start[inside]) & (anchor < batch.trained_end[inside])
+    count[crossing] = np.searchsorted(bounds, anchor, side="right")
+    return (count - 1) // 3, (count - 1) % 3 == 1
 
 
 def covered_spans(start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
