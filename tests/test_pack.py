@@ -208,12 +208,14 @@ def test_output_is_the_same_bytes_for_any_worker_count(episodes, tmp_path):
 def test_workers_end_by_themselves_however_they_start(episodes, monkeypatch, start):
     """A forked worker inherits this process's ends of its own and the other workers' pipes and must
     close them: otherwise it never sees its pipe close, and is killed after a wait (exit code -9)."""
-    from gamelog.pack import episode_batches, stage_for, workers
+    from gamelog import crew as crews
+    from gamelog.pack import episode_batches, stage_for
+    from gamelog.pack.workers import prime
 
-    monkeypatch.setattr(workers, "START", start)
+    monkeypatch.setattr(crews, "START", start)
     stage = stage_for(PackOptions(tokenizer=shared("tokenizers/phi-3-mini"), seq_len=2048), "auto")
-    with workers.Crew(stage, 3) as crew:
-        workers.prime(stage, load_tokenizer(stage.tokenizer))
+    with crews.Crew(stage, 3) as crew:
+        prime(stage, load_tokenizer(stage.tokenizer))
         read = sum(r.counts.episodes_read for r in crew.run(episode_batches(episodes["chat"])))
     assert read == sum(pq.ParquetFile(f).metadata.num_rows for f in episodes["chat"].glob("episodes-*.parquet"))
     assert [m.process.exitcode for m in crew.members] == [0, 0]
@@ -423,7 +425,7 @@ class _SlowWorker:
         return self.start < 0
 
     def send(self, batch):
-        from gamelog.pack.workers import _Slot
+        from gamelog.crew import _Slot
 
         self.ran.append(batch)
         self.pending.append([_Slot(), batch, self.lag])
@@ -448,11 +450,11 @@ class _SlowWorker:
 @pytest.mark.parametrize("start, lag", [(0, 0), (3, 2), (1, 9), (1000, 0)])
 def test_the_main_process_and_its_workers_share_batches_and_results_keep_input_order(monkeypatch, start, lag, total):
     """However fast the workers start and answer, and whether the batch count is known (or off), every batch comes back once, in input order; the main process runs a batch whenever the oldest is still out."""
-    from gamelog.pack import workers
+    from gamelog import crew as crews
 
-    monkeypatch.setattr(workers, "_run_here", lambda stage, batch: Encoded(segments=[], rejects=[batch]))
+    monkeypatch.setattr(crews, "_run_here", lambda task, batch: Encoded(segments=[], rejects=[batch]))
     crew = [_SlowWorker(start, lag), _SlowWorker(start + 1, lag + 1)]
-    results = [r.rejects[0] for r in workers._share(None, crew, iter(range(40)), total)]
+    results = [r.rejects[0] for r in crews._share(None, crew, iter(range(40)), total)]
     assert results == list(range(40))
     by_workers = sum(len(w.ran) for w in crew)
     assert 0 < by_workers < 40 if start < 1000 else by_workers == 0  # a worker that never starts leaves all to this process

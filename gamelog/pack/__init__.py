@@ -3,8 +3,8 @@
     manifest = pack("out/glaive", out=Path("shards"), options=PackOptions(tokenizer="tok/", seq_len=4096))
 
 Episodes stream in batches of 512 to `workers` processes (the main process and the workers it
-starts: `gamelog.pack.workers`), which render, encode, mask, verify and fit them to seq_len by
-the overflow policy; the main process gathers their segments in input order into windows of
+starts, `gamelog.crew`, each running `gamelog.pack.workers`), which render, encode, mask, verify
+and fit them to seq_len by the overflow policy; the main process gathers their segments in input order into windows of
 `window` episodes, packs each window best-fit decreasing into rows and writes them as they are
 made. Memory is bounded by the window, and the output is byte-identical whatever the number of
 workers. Objectives:
@@ -23,17 +23,17 @@ import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from gamelog import __version__
+from gamelog.crew import Crew
 from gamelog.errors import GamelogError
 from gamelog.memory import release_freed_memory
 from gamelog.pack.bins import best_fit_decreasing
 from gamelog.pack.segments import ENCODE_BATCH, OVERFLOW, PackCounts
 from gamelog.pack.tokenizer import LoadedTokenizer, load_tokenizer
 from gamelog.pack.tokens import LossPolicy, Segment
-from gamelog.pack.workers import Crew, Stage, prime
+from gamelog.pack.workers import Stage, prime
 from gamelog.render import TEMPLATES, render
 from gamelog.render.jinja import render_jinja
 
