@@ -68,6 +68,7 @@ def convert(
     player2: Annotated[Optional[str], typer.Option(help="Transcripts: the speaker who plays 2 (default: known labels, else the most frequent responder).")] = None,
     perspectives: Annotated[str, typer.Option(help="Transcripts: one episode, or 'all' (one per speaker as player 2).")] = "one",
     spacy_model: Annotated[Optional[str], typer.Option(help="Transcripts: an installed spaCy pipeline for question detection (default: rules on spaCy's blank English).")] = None,
+    workers: Annotated[int, typer.Option(help="Processes that convert batches of records (0: one per core; inputs under 1 MiB run in one). The output is the same for any number.", min=0)] = 0,
     engine: Annotated[Engine, typer.Option(help="local, or ray: one Ray task per input file (see docs/scale.md).")] = Engine.local,
     ray_address: Annotated[Optional[str], typer.Option(help="--engine ray: the cluster to join (default: RAY_ADDRESS, else a local Ray).")] = None,
 ) -> None:
@@ -88,6 +89,7 @@ def convert(
         max_record_bytes=max_record_bytes,
         infer_roles=infer_roles,
         roles=RoleOptions(turn_separator=turn_separator, player2=player2, perspectives=perspectives, spacy_model=spacy_model),
+        workers=workers,
     )
     if perspectives not in ("one", "all"):
         _fail("--perspectives takes one or all.")
@@ -96,7 +98,7 @@ def convert(
     if engine == Engine.ray:
         from gamelog.engines.ray_data import convert_on_ray
 
-        report = convert_on_ray(inputs, out=out, options=options, address=ray_address)
+        report = convert_on_ray(inputs, out=out, options=options, address=ray_address, num_cpus=workers or None)
     else:
         with progress("convert", unit="records") as update:
             report = run(inputs, out=out, options=options, on_progress=lambda t: update(t.read, f"{t.episodes:,} episodes"))

@@ -4,21 +4,31 @@
     assert report.records_read == report.records_converted + report.records_rejected
 
 The flow per input: read located records in batches -> detect the format from the first batch
--> convert each record (or reject it with a reason and its location) -> drop exact duplicates
--> write. Memory holds one batch at a time, plus one 16-byte digest per record for de-duplication.
+-> convert each record (or reject it with a reason and its location) and build the batch's
+episodes table -> drop exact duplicates -> write. Memory holds a few batches at a time, plus one
+16-byte digest per record for de-duplication.
+
+Batches are converted by a crew of processes (`gamelog.crew`, `--workers`, one per core by
+default): this process reads, and converts a batch whenever the oldest one out is not back; the
+results come back in input order and duplicates are found here, in that order, so the output is
+the same bytes for any number of workers. Inputs of a few batches are converted in process.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections import Counter
+import os
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import orjson
+import pyarrow as pa
 
 from gamelog import __version__
+from gamelog.crew import Crew
 from gamelog.errors import GamelogError, RecordError
 from gamelog.formats import ALIASES, FORMATS, Format
 from gamelog.formats.common import ABSTAIN_TEXT, ROLE_ALIASES, Context
@@ -26,6 +36,7 @@ from gamelog.formats.detect import SAMPLE, describe_keys, detect_format
 from gamelog.formats.recipe import Recipe
 from gamelog.memory import release_freed_memory
 from gamelog.read import DEFAULT_MAX_RECORD_BYTES, Item, expand_inputs, raw_text, read_items
+from gamelog.read.items import BATCH_BYTES
 from gamelog.records import ConvertReport
 from gamelog.roles import RoleOptions
 from gamelog.roles.transcript import TRANSCRIPT
@@ -60,9 +71,10 @@ class ConvertOptions:
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
     infer_roles: bool = False  # text documents go through role inference (the transcript format)
     roles: RoleOptions = field(default_factory=RoleOptions)
+    workers: int = 0  # processes that convert batches; 0: one per core. The output does not depend on it.
 
     def settings(self) -> dict:
-        settings = {k: v for k, v in self.__dict__.items() if k not in ("recipe", "roles")}
+        settings = {k: v for k, v in self.__dict__.items() if k not in ("recipe", "roles", "workers")}  # the same report for any worker count
         settings["recipe"] = self.recipe.name if self.recipe else None
         settings["roles"] = self.roles.__dict__
         return settings
@@ -93,59 +105,177 @@ def convert(inputs: list[str], *, out: Path, options: ConvertOptions | None = No
     episodes = ShardWriter(out, "episodes", EPISODE_SCHEMA, shard_rows=options.shard_rows)
     rejects = ShardWriter(out, "rejects", REJECT_SCHEMA, shard_rows=0, single=True)
     tally, seen = Tally(), {}
-    with publishing(out, episodes, rejects):
-        for source in sources:
-            for rows, bad in convert_source(source, options, tally, seen):
-                if rows:
-                    episodes.write(episode_table(rows))
-                if bad:
-                    rejects.write(reject_table(bad))
-                if on_progress:
-                    on_progress(tally)
-            release_freed_memory()
+    with Crew(Converter(options), workers_for(options, sources)) as crew, publishing(out, episodes, rejects):
+        for table, bad in convert_sources(sources, options, tally, seen, crew):
+            if table is not None:
+                episodes.write(table)
+            if bad:
+                rejects.write(reject_table(bad))
+            if on_progress:
+                on_progress(tally)
     return write_report(out, sources, options, tally, episodes.names)
 
 
-def convert_source(source: str, options: ConvertOptions, tally: Tally, seen: dict) -> Iterator[tuple[list[dict], list[dict]]]:
-    """Batches of (episode rows, reject rows) for one input."""
-    recipe = options.recipe
-    split = recipe.split if recipe and recipe.split else options.split
-    batches = read_items(source, split=split, max_record_bytes=options.max_record_bytes)
-    first = next(batches, None)
-    if first is None:
-        return
-    name = _choose_format(first, options)
-    if name == "text" and options.infer_roles:
-        name = "transcript"
-    tally.formats[source] = name or "unknown"
-    ctx = _context(source, options)
-    rows: list[dict] = []
-    bad: list[dict] = []
-    size = 0
-    for batch in _chain(first, batches):
-        for location, value, error, raw in _records(batch, name):
-            tally.read += 1
+def workers_for(options: ConvertOptions, sources: list[str]) -> int:
+    """Processes for this run; one where the local inputs hold fewer than MIN_PARALLEL_BYTES."""
+    wanted = options.workers or os.cpu_count() or 1
+    local = [s for s in sources if os.path.isfile(s)]
+    small = len(local) == len(sources) and sum(os.path.getsize(s) for s in local) < MIN_PARALLEL_BYTES
+    return 1 if small else wanted
+
+
+MIN_PARALLEL_BYTES = 4 * BATCH_BYTES  # below this, converting costs less than a worker's start
+
+
+class Kept(NamedTuple):
+    """A converted record: where it is, its digest (exact de-duplication) and what it adds."""
+
+    location: str
+    digest: bytes | None
+    episodes: int
+    turns: int
+    regimes: tuple[str, ...]
+    size: int  # characters of text
+
+
+@dataclass
+class Converted:
+    """One batch of records, converted: its episodes as a table (records in order), and per record
+    in order its reject row or what it kept."""
+
+    episodes: pa.Table | None
+    outcomes: list[dict | Kept]
+
+
+@dataclass(frozen=True)
+class Converter:
+    """The task a crew runs: a batch of read records of one source -> Converted (picklable)."""
+
+    options: ConvertOptions
+
+    def __call__(self, job: tuple[str | None, Context, list[Item]]) -> Converted:
+        name, ctx, items = job
+        rows: list[dict] = []
+        outcomes: list[dict | Kept] = []
+        for location, value, error, raw in _records(items, name):
             try:
                 if error:
                     raise RecordError(*error)
-                found = _convert_record(value, location, name, ctx, options, seen)
+                found = _convert_record(value, location, name, ctx, self.options)
             except RecordError as exc:
-                if options.strict:
-                    raise GamelogError(f"{source} {location}: {exc.detail} (--strict stops at the first bad record; drop it to keep going).") from None
-                tally.rejected[exc.reason] += 1
-                bad.append(_reject(exc, source, location, value, raw))
+                if self.options.strict:
+                    raise GamelogError(f"{ctx.source} {location}: {exc.detail} (--strict stops at the first bad record; drop it to keep going).") from None
+                outcomes.append(_reject(exc, ctx.source, location, value, raw))
                 continue
-            tally.converted += 1
-            for ep in found:
-                tally.episodes += 1
-                tally.turns += len(ep["turns"])
-                tally.regimes[ep["regime"]] += 1
-                size += sum(len(t["content"]) for t in ep["turns"])
+            digest = _digest(found) if self.options.dedup == "exact" else None
+            turns = sum(len(ep["turns"]) for ep in found)
+            size = sum(len(t["content"]) for ep in found for t in ep["turns"])
+            outcomes.append(Kept(location, digest, len(found), turns, tuple(ep["regime"] for ep in found), size))
             rows.extend(found)
-            if len(rows) >= WRITE_BATCH or len(bad) >= WRITE_BATCH or size >= WRITE_BATCH_BYTES:
-                yield rows, bad
-                rows, bad, size = [], [], 0
-    yield rows, bad
+        return Converted(episode_table(rows) if rows else None, outcomes)
+
+
+def convert_sources(sources: list[str], options: ConvertOptions, tally: Tally, seen: dict, crew: Crew | None = None) -> Iterator[tuple[pa.Table | None, list[dict]]]:
+    """(episodes table, reject rows) to write, in input order; a write holds one source's records only."""
+    sent: deque[tuple[str | None, Context, list[Item]]] = deque()
+    jobs = _jobs(sources, options, tally, sent)
+    results = crew.run(jobs) if crew is not None else map(Converter(options), jobs)
+    tables: list[pa.Table] = []
+    bad: list[dict] = []
+    rows = size = 0
+    source = None
+    for converted in results:
+        name, ctx, items = sent.popleft()
+        if ctx.source != source:
+            if tables or bad:
+                yield _joined(tables), bad
+                tables, bad, rows, size = [], [], 0, 0
+            if source is not None:
+                release_freed_memory()
+            source = ctx.source
+        table, added = _settle(converted, name, ctx, items, tally, seen, bad)
+        if table is not None:
+            tables.append(table)
+            rows += table.num_rows
+        size += added
+        if rows >= WRITE_BATCH or len(bad) >= WRITE_BATCH or size >= WRITE_BATCH_BYTES:
+            yield _joined(tables), bad
+            tables, bad, rows, size = [], [], 0, 0
+    if tables or bad:
+        yield _joined(tables), bad
+
+
+def convert_source(source: str, options: ConvertOptions, tally: Tally, seen: dict) -> Iterator[tuple[pa.Table | None, list[dict]]]:
+    """(episodes table, reject rows) of one input, converted in this process."""
+    return convert_sources([source], options, tally, seen)
+
+
+def _jobs(sources: list[str], options: ConvertOptions, tally: Tally, sent: deque) -> Iterator[tuple[str | None, Context, list[Item]]]:
+    """Every source's batches of read records with its format and context; each is also noted in `sent`."""
+    recipe = options.recipe
+    split = recipe.split if recipe and recipe.split else options.split
+    for source in sources:
+        batches = read_items(source, split=split, max_record_bytes=options.max_record_bytes)
+        first = next(batches, None)
+        if first is None:
+            continue
+        name = _choose_format(first, options)
+        if name == "text" and options.infer_roles:
+            name = "transcript"
+        tally.formats[source] = name or "unknown"
+        ctx = _context(source, options)
+        for items in _chain(first, batches):
+            job = (name, ctx, items)
+            sent.append(job)
+            yield job
+
+
+def _settle(converted: Converted, name: str | None, ctx: Context, items: list[Item], tally: Tally, seen: dict, bad: list[dict]) -> tuple[pa.Table | None, int]:
+    """Count a converted batch in input order and drop its exact duplicates (a record whose
+    episodes repeat an earlier record's, move for move): the episodes kept, and their text size."""
+    dropped: list[tuple[int, int]] = []  # episode rows of duplicates
+    records: list | None = None  # the batch's records again, for a duplicate's reject row
+    row = size = 0
+    for index, outcome in enumerate(converted.outcomes):
+        tally.read += 1
+        if isinstance(outcome, dict):
+            tally.rejected[outcome["reason"]] += 1
+            bad.append(outcome)
+            continue
+        first = seen.setdefault(outcome.digest, (ctx.source, outcome.location)) if outcome.digest is not None else None
+        if first is not None and first != (ctx.source, outcome.location):
+            records = records or list(_records(items, name))
+            _, value, _, raw = records[index]
+            exc = RecordError("duplicate", f"same episodes as {first[0]} {first[1]}; kept once (--dedup none keeps both).")
+            tally.rejected[exc.reason] += 1
+            bad.append(_reject(exc, ctx.source, outcome.location, value, raw))
+            dropped.append((row, row + outcome.episodes))
+        else:
+            tally.converted += 1
+            tally.episodes += outcome.episodes
+            tally.turns += outcome.turns
+            tally.regimes.update(outcome.regimes)
+            size += outcome.size
+        row += outcome.episodes
+    return _without(converted.episodes, dropped), size
+
+
+def _without(table: pa.Table | None, dropped: list[tuple[int, int]]) -> pa.Table | None:
+    """The table less the rows in `dropped` (sorted, disjoint [start, stop) ranges)."""
+    if table is None or not dropped:
+        return table
+    kept, at = [], 0
+    for start, stop in dropped:
+        if start > at:
+            kept.append(table.slice(at, start - at))
+        at = stop
+    if at < table.num_rows:
+        kept.append(table.slice(at))
+    return pa.concat_tables(kept) if kept else None
+
+
+def _joined(tables: list[pa.Table]) -> pa.Table | None:
+    return pa.concat_tables(tables) if tables else None
 
 
 def _chain(first: list[Item], rest: Iterable[list[Item]]) -> Iterator[list[Item]]:
@@ -196,26 +326,20 @@ def _prepare(value, options: ConvertOptions):
     return value
 
 
-def _convert_record(value, location: str, name: str | None, ctx: Context, options: ConvertOptions, seen: dict) -> list[dict]:
+def _convert_record(value, location: str, name: str | None, ctx: Context, options: ConvertOptions) -> list[dict]:
     if not isinstance(value, dict):
         raise RecordError("not_an_object", f"the record should be a JSON object, found {type(value).__name__}.")
     value = _prepare(value, options)
     if name is None:
         raise RecordError("unknown_format", f"no known format matches keys [{describe_keys([value])}]; pass --format NAME or --recipe pipelines/NAME.toml.")
     ctx.location = location
-    found = ALL_FORMATS[name].convert(value, ctx)
-    if options.dedup == "exact":
-        _check_duplicate(found, ctx, seen)
-    return found
+    return ALL_FORMATS[name].convert(value, ctx)
 
 
-def _check_duplicate(found: list[dict], ctx: Context, seen: dict) -> None:
-    """Exact de-duplication: a record whose episodes repeat an earlier record's, move for move."""
+def _digest(found: list[dict]) -> bytes:
+    """What exact de-duplication compares: a record's episodes, move for move."""
     key = orjson.dumps([[ep["regime"], ep["rank"], ep["outcome"], ep["turns"]] for ep in found])
-    digest = hashlib.blake2b(key, digest_size=16).digest()
-    first = seen.setdefault(digest, (ctx.source, ctx.location))
-    if first != (ctx.source, ctx.location):
-        raise RecordError("duplicate", f"same episodes as {first[0]} {first[1]}; kept once (--dedup none keeps both).")
+    return hashlib.blake2b(key, digest_size=16).digest()
 
 
 def _reject(exc: RecordError, source: str, location: str, value, raw) -> dict:

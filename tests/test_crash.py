@@ -115,9 +115,9 @@ def test_disk_full_is_a_clear_error_without_partial_shards(inputs, tmp_path):
 
 
 def _workers_of(pid: int) -> list[int]:
-    """The pack worker processes (multiprocessing spawn children) of `pid`."""
+    """The pack worker processes of `pid`: its children (forked, or spawned), less multiprocessing's resource tracker."""
     found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
-    return [int(k) for k in found if "spawn_main" in Path(f"/proc/{k}/cmdline").read_text(errors="replace")] if found else []
+    return [int(k) for k in found if "resource_tracker" not in Path(f"/proc/{k}/cmdline").read_text(errors="replace")] if found else []
 
 
 def _alive(pid: int) -> bool:

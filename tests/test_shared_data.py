@@ -10,6 +10,8 @@ from pathlib import Path
 import orjson
 import pytest
 
+from gamelog.convert import ConvertOptions, convert
+from gamelog.errors import GamelogError
 from gamelog.records import Episode
 from gamelog.validate import validate
 
@@ -226,3 +228,29 @@ def test_blank_line_blocks_locate_their_lines(run):
     first = result.episodes[0]
     assert first["meta"]["location"] == "lines 1-2"
     assert first["turns"][0]["content"] == "First Citizen:\nBefore we proceed any further, hear me speak."
+
+
+def test_convert_writes_the_same_bytes_for_any_worker_count(tmp_path):
+    """Batches are converted by several processes and gathered in input order, and duplicates are
+    found in that order: the same files for 1, 2 and 3 processes, repeats across batches included."""
+    gsm8k = Path(shared("chat/gsm8k_chat_train.jsonl")).read_bytes()
+    doubled = tmp_path / "doubled.jsonl"
+    doubled.write_bytes(gsm8k + gsm8k)  # every record again, batches later
+    inputs = [shared("chat"), shared("preference"), str(doubled)]
+    outputs = {}
+    for workers in (1, 2, 3):
+        report = convert(inputs, out=tmp_path / str(workers), options=ConvertOptions(workers=workers))
+        outputs[workers] = {f.name: f.read_bytes() for f in sorted((tmp_path / str(workers)).iterdir())}
+    assert outputs[1] == outputs[2] == outputs[3]
+    assert report.rejected_by_reason["duplicate"] >= gsm8k.count(b"\n")
+    assert report.records_read == report.records_converted + report.records_rejected
+
+
+def test_strict_stops_at_the_first_bad_record_whichever_process_converts_it(tmp_path):
+    lines = Path(shared("chat/gsm8k_chat_train.jsonl")).read_bytes()
+    late = tmp_path / "late.jsonl"
+    late.write_bytes(lines * 4 + b'{"messages": 3}\n' + lines)  # over a MiB: workers convert it
+    bad_line = 4 * lines.count(b"\n") + 1
+    with pytest.raises(GamelogError, match=rf"line {bad_line}: .*--strict"):
+        convert([str(late)], out=tmp_path / "out", options=ConvertOptions(strict=True, dedup="none", workers=2))
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

@@ -1,7 +1,7 @@
 """Where convert and pack run.
 
-- `local` (default): this machine; pack spreads batches over worker processes
-  (`gamelog.pack.workers`), convert runs in process. See `gamelog.convert` and `gamelog.pack`.
+- `local` (default): this machine; convert and pack spread batches over worker processes
+  (`gamelog.crew`). See `gamelog.convert` and `gamelog.pack`.
 - `ray`: a Ray cluster through Ray Data (`gamelog.engines.ray_data`), running the same stage
   functions on blocks of the input and writing the same shard layout, report and manifest.
 """

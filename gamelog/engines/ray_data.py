@@ -63,14 +63,14 @@ def start(address: str | None, num_cpus: int | None):
 
 def _convert_file(batch: pa.Table, options) -> pa.Table:
     from gamelog.convert import Tally, convert_source
-    from gamelog.write.shards import episode_table, reject_table
+    from gamelog.write.shards import reject_table
 
     source = batch.column("source")[0].as_py()
     tally, seen = Tally(), {}
     episodes, rejects = [], []
-    for rows, bad in convert_source(source, options, tally, seen):
-        if rows:
-            episodes.append(episode_table(rows))
+    for table, bad in convert_source(source, options, tally, seen):
+        if table is not None:
+            episodes.append(table)
         if bad:
             rejects.append(reject_table(bad))
     firsts = [(digest, location) for digest, (_, location) in seen.items()]

@@ -27,11 +27,25 @@ def too_large(location: str, size: int, limit: int, raw: bytes | None = None) ->
     return Item(location, error=("record_too_large", detail), raw=None if raw is None else raw[:4000])
 
 
+class JsonLine(Item):
+    """A record of a JSON Lines file: it crosses to another process as its line alone and is
+    parsed again there (pickling the parsed record too cost more than parsing it)."""
+
+    __slots__ = ()
+
+    def __reduce__(self):
+        return _json_line, (self.location, self.raw)
+
+
+def _json_line(location: str, line: bytes) -> JsonLine:
+    return JsonLine(location, value=orjson.loads(line), raw=line)
+
+
 def parse_line(line: bytes, location: str, max_record_bytes: int) -> Item:
     if len(line) > max_record_bytes:
         return too_large(location, len(line), max_record_bytes, line)
     try:
-        return Item(location, value=orjson.loads(line), raw=line)
+        return _json_line(location, line)
     except orjson.JSONDecodeError as exc:
         try:
             line.decode("utf-8")
