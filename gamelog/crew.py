@@ -108,6 +108,9 @@ class Crew:
 
 
 DEPTH = 2  # batches a worker holds: the one it runs and the next, so it does not wait for this process
+# Batches out (sent, or run here and waiting for an older one) per process at most: past that this
+# process waits for a slow worker instead of running on and holding ever more results.
+AHEAD = 2
 
 
 @dataclass
@@ -136,13 +139,14 @@ def _share(task, crew: list[_Worker], batches: Iterator, total: float = float("i
                 handed += 1
         if slots and slots[0].result is not None:
             yield slots.popleft().result
-        elif left and (batch := next(batches, None)) is not None:  # the oldest batch is still out (or none is): run one here
-            handed += 1
-            slots.append(_Slot(_run_here(task, batch)))
-        elif left:
-            left = False
-            _stop(crew, wait=False)
-        else:  # all handed out: wait for the worker that has the oldest batch
+        elif left and len(slots) < AHEAD * (len(crew) + 1):  # the oldest batch is still out (or none is): run one here
+            if (batch := next(batches, None)) is not None:
+                handed += 1
+                slots.append(_Slot(_run_here(task, batch)))
+            else:
+                left = False
+                _stop(crew, wait=False)
+        else:  # all handed out, or this process is AHEAD batches a process ahead: wait for the worker that has the oldest batch
             next(worker for worker in crew if worker.holds(slots[0])).receive()
 
 

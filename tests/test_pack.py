@@ -461,3 +461,18 @@ def test_the_main_process_and_its_workers_share_batches_and_results_keep_input_o
     assert all(w.held == 0 for w in crew)
     if total == 40 and lag > 2:  # workers busy to the end: the last batches stay here, so nobody waits for a worker
         assert max(crew[0].ran + crew[1].ran) < 38  # (with the count unknown, batch 38 goes to a worker)
+
+
+def test_the_main_process_runs_ahead_of_a_slow_worker_by_a_bounded_number_of_batches(monkeypatch):
+    """Results are given in input order, so what the main process runs while a worker holds the
+    oldest batch waits in memory: past AHEAD batches a process it waits for the worker instead."""
+    from gamelog import crew as crews
+
+    here = []
+    monkeypatch.setattr(crews, "_run_here", lambda task, batch: here.append(batch) or Encoded(segments=[], rejects=[batch]))
+    crew = [_SlowWorker(0, 10**6), _SlowWorker(0, 10**6)]  # they never answer by themselves: only when waited for
+    waiting = []
+    for k, result in enumerate(crews._share(None, crew, iter(range(200)))):
+        assert result.rejects[0] == k
+        waiting.append(len(here) - sum(1 for b in here if b <= k))  # run here, not yet given
+    assert max(waiting) <= crews.AHEAD * (len(crew) + 1) and len(here) > 0
