@@ -110,7 +110,7 @@ class Crew:
 DEPTH = 2  # batches a worker holds: the one it runs and the next, so it does not wait for this process
 # Batches out (sent, or run here and waiting for an older one) per process at most: past that this
 # process waits for a slow worker instead of running on and holding ever more results.
-AHEAD = 2
+AHEAD = 4
 
 
 @dataclass
