@@ -4,10 +4,10 @@
 
 Episodes stream in batches of 512 to `workers` processes (the main process and the workers it
 starts, `gamelog.crew`, each running `gamelog.pack.workers`), which render, encode, mask, verify
-and fit them to seq_len by the overflow policy; the main process gathers their segments in input order into windows of
-`window` episodes, packs each window best-fit decreasing into rows and writes them as they are
-made. Memory is bounded by the window, and the output is byte-identical whatever the number of
-workers. Objectives:
+and fit them to seq_len by the overflow policy; the main process gathers their segments in input
+order into windows of `window` episodes, packs each window best-fit decreasing into rows and
+writes them as they are made. Memory is bounded by the window, and the output is byte-identical
+whatever the number of workers. Objectives:
 - `auto` (default): each episode by its regime: pretrain text trains every token (raw template);
   sft, preference and feedback episodes go through the chat template and train player 2's
   optimal moves; sub-optimal branches (rejected answers, bad KTO answers) are counted as skipped,

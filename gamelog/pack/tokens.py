@@ -211,21 +211,21 @@ def _place(batch: Batch, start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray
     so only the few tokens that cross a bound are scanned for their first visible character.
     """
     bounds = np.stack([batch.turn_start, batch.content_start, batch.trained_end], axis=1).ravel()
-    if (np.diff(bounds) < 0).any():  # a template that writes moves out of order: scan every token
-        crossing = np.arange(len(start))
-        count = np.zeros(len(start), dtype=np.int64)
-    else:
-        count = np.searchsorted(bounds, start, side="right")
-        crossing = np.flatnonzero(np.searchsorted(bounds, np.maximum(end - 1, start), side="right") != count)
-    begin, stop = start[crossing], end[crossing]
-    visible = first_visible(batch.codes, begin, stop)
-    anchor = np.where(visible < stop, visible, begin)
-    if len(crossing) == len(start):  # the general rule, without the sorted bounds
+    if (np.diff(bounds) < 0).any():  # a template that writes moves out of order: every token by the rule itself
+        anchor = _anchor(batch.codes, start, end)
         turn = np.searchsorted(batch.turn_start, anchor, side="right") - 1
         inside = np.clip(turn, 0, None)
         return turn, (anchor >= batch.content_start[inside]) & (anchor < batch.trained_end[inside])
-    count[crossing] = np.searchsorted(bounds, anchor, side="right")
+    count = np.searchsorted(bounds, start, side="right")
+    crossing = np.flatnonzero(np.searchsorted(bounds, np.maximum(end - 1, start), side="right") != count)
+    count[crossing] = np.searchsorted(bounds, _anchor(batch.codes, start[crossing], end[crossing]), side="right")
     return (count - 1) // 3, (count - 1) % 3 == 1
+
+
+def _anchor(codes: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """Per token: its first visible character, or its start when it is all blank."""
+    visible = first_visible(codes, start, end)
+    return np.where(visible < end, visible, start)
 
 
 def covered_spans(start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
