@@ -178,16 +178,16 @@ class Spelling:
     """What each token id spells, in bytes, for a tokenizer whose family is understood."""
 
     def __init__(self, surfaces: dict[int, bytes], added: dict[int, tuple[str, bool]], phantom: bool):
-        size = max(surfaces) + 1
+        ids = np.fromiter(surfaces, dtype=np.int64, count=len(surfaces))
+        spelled = list(surfaces.values())
+        lengths = np.fromiter(map(len, spelled), dtype=np.int64, count=len(spelled))
+        size = int(ids.max()) + 1
         self.length = np.zeros(size, dtype=np.int64)
         self.start = np.zeros(size, dtype=np.int64)
         self.added = np.zeros(size, dtype=bool)
-        blob, at = [], 0
-        for token_id, surface in sorted(surfaces.items()):
-            self.start[token_id], self.length[token_id] = at, len(surface)
-            blob.append(surface)
-            at += len(surface)
-        self.blob = np.frombuffer(b"".join(blob) or b"\0", dtype=np.uint8)
+        self.length[ids] = lengths
+        self.start[ids] = np.cumsum(lengths) - lengths  # each id's bytes in the blob, in the dict's order
+        self.blob = np.frombuffer(b"".join(spelled) or b"\0", dtype=np.uint8)
         for token_id in added:
             self.added[token_id] = True
         self.phantom = phantom  # a `▁` is prepended to each piece
@@ -211,24 +211,25 @@ class Spelling:
         normalizer, pre, post = (_spec(part) for part in (tokenizer.normalizer, tokenizer.pre_tokenizer, tokenizer.post_processor))
         if post and post.get("type") == "ByteLevel" and post.get("trim_offsets"):
             return None  # offsets trimmed of their spaces: not the spelling
+        vocab = tokenizer.get_vocab(with_added_tokens=False)
+        tokens = list(vocab)
         if normalizer is None and pre and pre.get("type") == "ByteLevel" and not pre.get("add_prefix_space"):
             table = str.maketrans({c: chr(b) for c, b in _byte_decoder().items()})
-            spell = lambda token: token.translate(table).encode("latin-1")  # raises for a character outside the table
+            try:  # one character per byte: latin-1 raises for a character outside the byte table
+                spelled = [token.translate(table).encode("latin-1") for token in tokens]
+            except UnicodeEncodeError:
+                return None
             phantom = False
         elif normalizer == SPIECE_NORMALIZER and pre is None and not any(a.normalized or " " in a.content or "▁" in a.content for a in added_tokens.values()):
-            fallback = tokenizer.model.byte_fallback
-
-            def spell(token: str) -> bytes:
-                found = BYTE_TOKEN.fullmatch(token) if fallback and token.startswith("<0x") else None
-                return bytes([int(found.group(1), 16)]) if found else token.replace("▁", " ").encode("utf-8")
-
+            spelled = [token.replace("▁", " ").encode("utf-8") for token in tokens]
+            if tokenizer.model.byte_fallback:  # <0xNN> spells one byte
+                for k, token in enumerate(tokens):
+                    if token.startswith("<0x") and (found := BYTE_TOKEN.fullmatch(token)):
+                        spelled[k] = bytes([int(found.group(1), 16)])
             phantom = True
         else:
             return None
-        try:
-            surfaces = {token_id: spell(token) for token, token_id in tokenizer.get_vocab(with_added_tokens=False).items()}
-        except UnicodeEncodeError:  # a byte-level vocabulary with a token outside the byte table
-            return None
+        surfaces = dict(zip(vocab.values(), spelled))
         surfaces.update({token_id: content.encode("utf-8") for token_id, (content, _) in added.items()})
         return cls(surfaces, added, phantom)
 
