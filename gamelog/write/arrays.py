@@ -27,21 +27,28 @@ def numeric(values: np.ndarray, type_: pa.DataType, valid: np.ndarray | None = N
 
 def strings(values: list[str | None]) -> pa.Array:
     """A string array; None is null."""
+    valid = None
+    if None in values:
+        valid = np.fromiter((v is not None for v in values), dtype=bool, count=len(values))
+        values = ["" if v is None else v for v in values]
     try:
-        encoded = [b"" if v is None else v.encode("utf-8") for v in values]
+        # one encode of the joined text; a string's byte length is its length when it is ASCII (a flag Python keeps)
+        data = "".join(values).encode("utf-8")
     except UnicodeEncodeError:  # lone surrogates: let Arrow raise its own error, as before
         return pa.array(values, type=pa.string())
-    offsets = np.zeros(len(encoded) + 1, dtype=np.int32)
-    np.cumsum(np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded)), out=offsets[1:])
-    valid = np.fromiter((v is not None for v in values), dtype=bool, count=len(values))
+    offsets = np.zeros(len(values) + 1, dtype=np.int32)
+    sizes = map(len, values) if len(data) == sum(map(len, values)) else (len(v) if v.isascii() else len(v.encode("utf-8")) for v in values)
+    np.cumsum(np.fromiter(sizes, dtype=np.int64, count=len(values)), out=offsets[1:])
     bitmap, nulls = validity(valid)
-    return pa.Array.from_buffers(pa.string(), len(encoded), [bitmap, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))], null_count=nulls)
+    return pa.Array.from_buffers(pa.string(), len(values), [bitmap, pa.py_buffer(offsets), pa.py_buffer(data)], null_count=nulls)
 
 
 def scalars(values: list, type_: pa.DataType) -> pa.Array:
     """A column of Python scalars (None is null) of a string, integer or floating type."""
     if type_ == pa.string():
         return strings(values)
+    if None not in values:
+        return numeric(np.asarray(values, dtype=type_.to_pandas_dtype()), type_)
     valid = np.fromiter((v is not None for v in values), dtype=bool, count=len(values))
     filled = np.fromiter((0 if v is None else v for v in values), dtype=type_.to_pandas_dtype(), count=len(values))
     return numeric(filled, type_, valid)
