@@ -17,6 +17,7 @@ the cores are shared out as processes, which also run the Python work in paralle
 from __future__ import annotations
 
 import ctypes
+import gc
 import multiprocessing
 import os
 import queue
@@ -43,6 +44,22 @@ PIPE_BUFFER = 4 << 20  # bytes a pipe holds: a batch or a result crosses at once
 # PyTorch's DataLoader fork their workers the same way. Elsewhere fork is unsafe or missing, and
 # workers are spawned at once, each preparing the task itself.
 START = "fork" if sys.platform == "linux" else "spawn"
+# New container objects between runs of Python's cyclic collector while a crew runs (Python's
+# default is 700). The batches make and drop hundreds of thousands of dicts, lists and arrays, none
+# in cycles, so refcounting frees them; at 700 the collector ran 700 times per 20,000 conversations
+# packed and took 0.22 s of one core's 8 s (convert: 0.12 s), at 50,000 twice and 0.03 s.
+COLLECT_EVERY = 50_000
+
+
+@contextmanager
+def fewer_collections():
+    """The cyclic collector every COLLECT_EVERY new objects while inside, as before after."""
+    before = gc.get_threshold()
+    gc.set_threshold(max(COLLECT_EVERY, before[0]), *before[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
 
 
 @contextmanager
@@ -94,11 +111,12 @@ class Crew:
     def run(self, batches: Iterable, total: float = float("inf")) -> Iterator:
         """Results of the batches in input order; `total` is how many there are, if known."""
         self.start()
-        if not self.members:
-            for batch in batches:
-                yield _run_here(self.task, batch)
-            return
-        yield from _share(self.task, self.members, iter(batches), total)
+        with fewer_collections():
+            if not self.members:
+                for batch in batches:
+                    yield _run_here(self.task, batch)
+                return
+            yield from _share(self.task, self.members, iter(batches), total)
 
     def __enter__(self) -> Crew:
         return self
@@ -293,11 +311,12 @@ def _serve(conn, task, parent: int, others: list) -> None:
     threading.Thread(target=_read_into, args=(conn, inbox), daemon=True).start()
     sender = threading.Thread(target=_send_from, args=(conn, outbox), daemon=True)
     sender.start()
-    while (batch := inbox.get()) is not None:
-        try:
-            outbox.put(task(batch))
-        except Exception as exc:  # e.g. pack --overflow error: the main process raises it
-            outbox.put(exc)
+    with fewer_collections():
+        while (batch := inbox.get()) is not None:
+            try:
+                outbox.put(task(batch))
+            except Exception as exc:  # e.g. pack --overflow error: the main process raises it
+                outbox.put(exc)
     outbox.put(None)
     sender.join()
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import json
+import os
 import pickle
 import subprocess
 import sys
+import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -219,6 +222,24 @@ def test_workers_end_by_themselves_however_they_start(episodes, monkeypatch, sta
         read = sum(r.counts.episodes_read for r in crew.run(episode_batches(episodes["chat"])))
     assert read == sum(pq.ParquetFile(f).metadata.num_rows for f in episodes["chat"].glob("episodes-*.parquet"))
     assert [m.process.exitcode for m in crew.members] == [0, 0]
+
+
+def _collector_threshold(_batch) -> tuple[int, int]:
+    time.sleep(0.05)  # long enough that the worker, not only this process, runs batches
+    return os.getpid(), gc.get_threshold()[0]
+
+
+def test_the_cyclic_collector_runs_less_often_while_a_crew_runs_and_as_before_after():
+    """Batches make and drop many objects in no cycle: while a crew runs, the collector runs every
+    COLLECT_EVERY new objects, in this process and in its workers; the caller's setting comes back."""
+    from gamelog import crew as crews
+
+    before = gc.get_threshold()
+    with crews.Crew(_collector_threshold, 2) as crew:
+        seen = list(crew.run(range(20), 20))
+    assert {threshold for _, threshold in seen} == {crews.COLLECT_EVERY}
+    assert len({pid for pid, _ in seen}) == 2
+    assert gc.get_threshold() == before
 
 
 def test_a_script_without_a_main_guard_can_pack_with_workers(episodes, tmp_path):
