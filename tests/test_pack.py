@@ -404,6 +404,21 @@ def test_generation_tags_mark_the_trained_text(tmp_path):
     assert rendered.text[begin : rendered.trained_end[1]] == "Hello<|end|>"
 
 
+def test_a_move_that_spells_a_role_tag_is_found_after_the_tag_not_inside_it(tmp_path):
+    """phi-3's template writes `<|user|>` before a user move: a move `user` is the text after the tag,
+    so its tokens are player 1's; an assistant move `assistant` is trained, not rejected as a mask mismatch."""
+    source = tmp_path / "tags.jsonl"
+    source.write_text(json.dumps({"messages": [{"role": "user", "content": "user"}, {"role": "assistant", "content": "assistant"}]}) + "\n")
+    convert([str(source)], out=tmp_path / "episodes", options=ConvertOptions())
+    manifest = pack(tmp_path / "episodes", out=tmp_path / "packed", options=PackOptions(tokenizer=shared("tokenizers/phi-3-mini")))
+    assert manifest.counts["episodes_packed"] == 1 and not manifest.rejected_by_reason
+    row = pq.read_table(tmp_path / "packed" / manifest.shards[0]["name"]).to_pylist()[0]
+    tokenizer = load_tokenizer(shared("tokenizers/phi-3-mini")).tokenizer
+    tokens = [(tokenizer.id_to_token(i), player, trained) for i, player, trained in zip(row["input_ids"], row["player"], row["loss_mask"])]
+    assert ("▁user", 1, 0) in tokens
+    assert [t for t, _, trained in tokens if trained] == ["▁assistant", "<|end|>", "<|endoftext|>"]
+
+
 def test_cli_pack_and_validate(episodes, tmp_path):
     gamelog = [sys.executable, "-m", "gamelog.cli"]
     done = subprocess.run([*gamelog, "pack", str(episodes["instruct"]), "--tokenizer", shared("tokenizers/phi-3-mini"), "--seq-len", "2048", "--out", str(tmp_path / "s")], capture_output=True, text=True, cwd=ROOT)

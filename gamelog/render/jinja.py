@@ -122,15 +122,41 @@ def _marker_after(text: str, position: int, specials: frozenset[str]) -> int:
     return len(found.group()) if found else 0
 
 
+def _find_move(text: str, body: str, cursor: int, specials: tuple) -> int:
+    """Where a move's text is, at or after `cursor`, but never starting inside a special token that
+    the template wrote: a user move `user` is not the `user` of `<|user|>` before it."""
+    pattern, longest, inner = specials
+    at = text.find(body, cursor)
+    # a special holds `at` only if the character before it can be followed by more of a special
+    while at > 0 and text[at - 1] in inner:
+        for found in pattern.finditer(text, max(at - longest + 1, 0), at + longest):
+            if found.end() > at:  # the first special that reaches past `at`: does it hold `at`?
+                break
+        else:
+            return at
+        if found.start() >= at:
+            return at
+        at = text.find(body, found.end())
+    return at
+
+
+@lru_cache(maxsize=8)
+def _special_search(specials: frozenset[str]) -> tuple:
+    """The specials' regex, the longest one's length, and the characters that some special has
+    before its last one."""
+    return _specials_pattern(specials), max(map(len, specials), default=0), frozenset("".join(s[:-1] for s in specials))
+
+
 def _spans(turns: list[dict], text: str, generated: list[tuple[int, int]], specials: frozenset[str]) -> Rendered:
     starts, content, trained_end = [], [], []
+    search = _special_search(specials)
     cursor = 0
     for i, turn in enumerate(turns):
         body = turn["content"]
-        at = text.find(body, cursor)
+        at = _find_move(text, body, cursor, search)
         if at < 0:
             body = body.strip()
-            at = text.find(body, cursor) if body else -1
+            at = _find_move(text, body, cursor, search) if body else -1
         if at < 0:
             raise RecordError("template_mismatch", f"move {i} ({turn['role']}) does not appear in the chat template's output (the template drops or rewrites it); use a built-in --template.")
         starts.append(cursor)
