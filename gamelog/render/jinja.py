@@ -5,7 +5,8 @@ The template runs in Jinja's immutable sandbox: a template that reaches for Pyth
 `{% generation %}...{% endgeneration %}` tag is understood: it marks the text the model
 generates, and when a template has it those spans are what training covers.
 
-Spans are recovered by finding each move's text in the output, in order. A move the template
+Spans are recovered by finding each move's text in the output, in order, never starting inside a
+special token the template wrote (a move `user` is not the `user` of `<|user|>`). A move the template
 drops or rewrites (a role it does not know) cannot be found: the episode is rejected with reason
 `template_mismatch` rather than packed with a guessed mask. The end-of-turn marker is the special
 token written right after a move's text.
