@@ -116,9 +116,8 @@ def _specials_pattern(specials: frozenset[str]):
     return re.compile("|".join(re.escape(s) for s in sorted(specials, key=len, reverse=True)))
 
 
-def _marker_after(text: str, position: int, specials: frozenset[str]) -> int:
+def _marker_after(text: str, position: int, pattern) -> int:
     """Length of the special token written right after a move (its end-of-turn marker), if any."""
-    pattern = _specials_pattern(specials)
     found = pattern.match(text, position) if pattern else None
     return len(found.group()) if found else 0
 
@@ -162,7 +161,7 @@ def _spans(turns: list[dict], text: str, generated: list[tuple[int, int]], speci
             raise RecordError("template_mismatch", f"move {i} ({turn['role']}) does not appear in the chat template's output (the template drops or rewrites it); use a built-in --template.")
         starts.append(cursor)
         stop = at + len(body)
-        end = stop + _marker_after(text, stop, specials)
+        end = stop + _marker_after(text, stop, search[0])
         if i == len(turns) - 1 and text[end:].strip() in specials:  # the closing eos, as built-in templates train it
             end = len(text.rstrip())
         for lo, hi in generated:

@@ -36,9 +36,11 @@ def strings(values: list[str | None]) -> pa.Array:
         data = "".join(values).encode("utf-8")
     except UnicodeEncodeError:  # lone surrogates: let Arrow raise its own error, as before
         return pa.array(values, type=pa.string())
+    sizes = np.fromiter(map(len, values), dtype=np.int64, count=len(values))
+    if len(data) != sizes.sum():  # some text is not ASCII: byte lengths for those
+        sizes = np.fromiter((len(v) if v.isascii() else len(v.encode("utf-8")) for v in values), dtype=np.int64, count=len(values))
     offsets = np.zeros(len(values) + 1, dtype=np.int32)
-    sizes = map(len, values) if len(data) == sum(map(len, values)) else (len(v) if v.isascii() else len(v.encode("utf-8")) for v in values)
-    np.cumsum(np.fromiter(sizes, dtype=np.int64, count=len(values)), out=offsets[1:])
+    np.cumsum(sizes, out=offsets[1:])
     bitmap, nulls = validity(valid)
     return pa.Array.from_buffers(pa.string(), len(values), [bitmap, pa.py_buffer(offsets), pa.py_buffer(data)], null_count=nulls)
 
