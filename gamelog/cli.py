@@ -157,9 +157,9 @@ def pack(
         manifest = pack_on_ray(episodes, out=out, options=options, address=ray_address, num_cpus=workers or None)
     else:
         from gamelog.progress import progress
-        from gamelog.write.atomic import episode_files, parquet_rows
+        from gamelog.write.atomic import episode_rows
 
-        total = sum(parquet_rows(f) for f in episode_files(Path(episodes)))
+        total = sum(episode_rows(Path(episodes)))
         with progress("pack", unit="episodes", total=total) as update:
             manifest = run(Path(episodes), out=out, options=options, on_progress=lambda c: update(c.episodes_read, f"{c.episodes_packed:,} encoded, {c.rows:,} rows written"))
     from gamelog.summary import print_pack_summary  # after the run: the workers start sooner

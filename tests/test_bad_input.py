@@ -134,3 +134,14 @@ def test_cli_error_is_one_line_without_traceback(tmp_path):
     assert done.stderr.strip().startswith("error:") and "no such file" in done.stderr and "Traceback" not in done.stderr
     done = subprocess.run([*gamelog, "convert", shared("instruct/identity.json"), "--format", "nonsense", "--out", str(tmp_path / "o")], capture_output=True, text=True)
     assert done.returncode == 2 and "unknown format 'nonsense'" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("engine", ["local", "ray"])
+def test_raw_data_given_to_pack_is_named_with_the_command_that_converts_it(tmp_path, engine):
+    """pack reads what convert writes: a raw file passed to it stops the command in one line, before any work."""
+    raw = shared("chat/gsm8k_chat_train.jsonl")
+    out = tmp_path / "packed"
+    done = subprocess.run([sys.executable, "-m", "gamelog.cli", "pack", raw, "--tokenizer", "builtin", "--engine", engine, "--out", str(out)], capture_output=True, text=True)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.startswith(f"error: {raw}: not an episodes Parquet file") and f"gamelog convert {raw} --out DIR" in done.stderr
+    assert not out.exists()

@@ -28,7 +28,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from gamelog.errors import GamelogError
-from gamelog.write.atomic import episode_files
+from gamelog.write.atomic import episode_files, episode_rows
 
 PAYLOAD = pa.schema([pa.field("payload", pa.binary())])
 
@@ -158,6 +158,7 @@ def _pack_block(block: pa.Table, stage, options) -> pa.Table:
 def _episode_files(episodes: str):
     """The episodes files of a local directory, or of a URI (s3://, gs://, file://...) through pyarrow's filesystems."""
     if "://" not in episodes:
+        episode_rows(Path(episodes))  # each file's footer read: raw data or a damaged file stops here, with its name
         return [str(f) for f in episode_files(Path(episodes))], None
     from pyarrow import fs
 

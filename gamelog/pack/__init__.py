@@ -119,16 +119,12 @@ def workers_for(options: PackOptions, batches: float) -> int:
     return 1 if wanted > 1 and batches <= 2 else wanted
 
 
-def batch_count(episodes: Path) -> float:
-    """Batches the run will read (cut per file), from the files' footers."""
-    import pyarrow as pa
+def batch_count(episodes: Path) -> int:
+    """Batches the run will read (cut per file), from the files' footers; a file that is not an
+    episodes Parquet file stops the run here, with its name."""
+    from gamelog.write.atomic import episode_rows
 
-    from gamelog.write.atomic import episode_files, parquet_rows
-
-    try:
-        return sum(-(-parquet_rows(f) // ENCODE_BATCH) for f in episode_files(episodes))
-    except (pa.ArrowException, OSError):  # a damaged file: reading it stops the run, with its name
-        return float("inf")
+    return sum(-(-rows // ENCODE_BATCH) for rows in episode_rows(episodes))
 
 
 ROW_GROUP = 128  # packed rows per written table (one Parquet row group): bounds the memory of writing a window

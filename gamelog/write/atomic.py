@@ -40,6 +40,25 @@ def episode_files(path: Path) -> list[Path]:
     raise GamelogError(f"{path}: no such file or directory.")
 
 
+def episode_rows(path: Path) -> list[int]:
+    """Episodes in each episodes file of a convert output (or in the one file given), from the
+    footers; a file that is not Parquet (raw data given to pack, a damaged file) stops the command
+    with its name and what to pass instead."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = []
+    for file in episode_files(path):
+        try:
+            rows.append(pq.ParquetFile(file).metadata.num_rows)
+        except (pa.ArrowException, OSError) as exc:
+            raise GamelogError(
+                f"{file}: not an episodes Parquet file ({exc}); pass the --out directory of gamelog convert "
+                f"(raw data goes through `gamelog convert {file} --out DIR` first), or run gamelog validate on a damaged one."
+            ) from None
+    return rows
+
+
 def parquet_rows(path: Path) -> int:
     """Rows of a Parquet file from its footer; 0 when the file is absent (no rejects were written)."""
     import pyarrow.parquet as pq
