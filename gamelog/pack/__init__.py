@@ -79,15 +79,16 @@ def choose_template(tok: LoadedTokenizer, name: str) -> str:
 
 def make_renderer(tok: LoadedTokenizer, template: str, objective: str):
     specials = frozenset(tok.special_tokens())
+    source, bos, eos = tok.chat_template, tok.bos, tok.eos
 
     def chat(turns):
         if template == "jinja":
-            return render_jinja(turns, tok.chat_template, bos=tok.bos, eos=tok.eos, specials=specials)
-        return render(turns, TEMPLATES[template], bos=tok.bos, eos=tok.eos)
+            return render_jinja(turns, source, bos=bos, eos=eos, specials=specials)
+        return render(turns, TEMPLATES[template], bos=bos, eos=eos)
 
     def render_episode(episode: dict):
         if episode["regime"] == "pretrain" and objective != "sft":
-            return render(episode["turns"], TEMPLATES["raw"], bos=tok.bos, eos=tok.eos)
+            return render(episode["turns"], TEMPLATES["raw"], bos=bos, eos=eos)
         return chat(episode["turns"])
 
     return render_episode

@@ -10,6 +10,10 @@ special token the template wrote (a move `user` is not the `user` of `<|user|>`)
 drops or rewrites (a role it does not know) cannot be found: the episode is rejected with reason
 `template_mismatch` rather than packed with a guessed mask. The end-of-turn marker is the special
 token written right after a move's text.
+
+A template that only pastes each move's text (phi-3-mini's does) is rendered once per shape of
+conversation instead, and each move's span is where its text was put, with no search
+(`gamelog.render.skeleton`).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import re
 from functools import lru_cache
 
 from gamelog.errors import GamelogError, RecordError
-from gamelog.render import Rendered
+from gamelog.render import Rendered, skeleton
 
 GEN_OPEN, GEN_CLOSE = "\ue000", "\ue001"  # private-use characters marking {% generation %} output
 ROLE_TO_MESSAGE = {"system": "system", "user": "user", "context": "user", "tool": "tool", "assistant": "assistant", "thought": "assistant", "tool_call": "assistant", "text": "user"}
@@ -82,6 +86,8 @@ def _render(turns, source, roles, bos, eos, specials, tools) -> Rendered:
     from jinja2.exceptions import SecurityError, TemplateError
 
     template = compile_template(source)
+    if (found := _skeleton(template, source, turns, roles, bos, eos, specials, tools)) is not None and (rendered := skeleton.fill(found, turns, _specials_pattern(specials))) is not None:
+        return rendered
     try:
         output = template.render(messages=messages_of(turns, roles), add_generation_prompt=False, bos_token=bos or "", eos_token=eos or "", tools=tools)
     except SecurityError as exc:
@@ -90,6 +96,22 @@ def _render(turns, source, roles, bos, eos, specials, tools) -> Rendered:
         raise RecordError("template_error", f"the chat template failed on this episode ({exc}).") from None
     text, generated = _strip_generation(output)
     return _spans(turns, text, generated, specials)
+
+
+_skeletons: dict[tuple, skeleton.Skeleton | None] = {}
+
+
+def _skeleton(template, source, turns, roles, bos, eos, specials, tools) -> skeleton.Skeleton | None:
+    """The skeleton of this episode's shape, for a template that only pastes content (None: render it whole)."""
+    if tools is not None or not skeleton.pastes_only(template.environment, source):
+        return None
+    key = (source, bos, eos, specials, roles is PLAIN_ROLES, tuple([(roles[t["role"]], t["name"]) for t in turns]))
+    if (found := _skeletons.get(key, False)) is not False:
+        return found
+    if len(_skeletons) >= skeleton.SHAPES:
+        _skeletons.clear()
+    found = _skeletons[key] = skeleton.build(template, messages_of(turns, roles), GEN_OPEN + GEN_CLOSE, _specials_pattern(specials), specials, add_generation_prompt=False, bos_token=bos or "", eos_token=eos or "", tools=None)
+    return found
 
 
 def _strip_generation(output: str) -> tuple[str, list[tuple[int, int]]]:

@@ -1,0 +1,191 @@
+"""Chat templates that only paste a move's text: rendered once per conversation shape.
+
+A template such as phi-3-mini's writes each message's content into its output as it is and decides
+everything else from the roles alone. For such a template, the output for a conversation is the
+output for the same roles and names with a placeholder for each text, every placeholder replaced
+by its move's text. So the template runs once per shape (the messages' roles and names), and each
+conversation is the join of that skeleton's literal pieces and its moves' texts, with every
+move's span known exactly rather than searched for (a search can be fooled by a move whose text
+also appears in the template's own words before it).
+
+Which templates qualify is read from the template's syntax tree, conservatively: every read of a
+message's content must be pasted straight into the output (alone, or joined with `+` or `~`), and
+a message, or a list of messages, may only be looped over, indexed, tested for a key or with a
+type test, measured with `length`, or set to a name. Any other use (a filter such as `trim`, an
+`if` on the content, the content set to a name, a message passed to a macro or to `tojson`), a
+block that captures or filters output, or `strftime_now` sends the template to the general
+renderer (`gamelog.render.jinja`), as does a shape whose skeleton is not one placeholder per move
+in order, or whose render raises.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from itertools import accumulate
+
+from gamelog.render import Rendered
+
+PLACEHOLDER = re.compile("\ue010(\\d+)\ue011")  # private-use characters around a move's index
+PRIVATE = ("\ue010", "\ue011")
+SHAPES = 4096  # skeletons kept per template; the cache starts over when full
+# Nodes that capture, filter or defer output, or bind names outside what is tracked here
+OPAQUE = ("FilterBlock", "AssignBlock", "Macro", "CallBlock", "With", "Include", "Import", "FromImport", "Extends", "Block", "Scope", "OverlayScope", "EvalContextModifier", "ScopedEvalContextModifier")
+TYPE_TESTS = {"defined", "undefined", "none", "mapping", "sequence", "iterable", "string"}
+
+
+@dataclass(frozen=True, slots=True)
+class Skeleton:
+    """A shape's output cut at its moves' texts, and what of each move's span follows from it alone."""
+
+    literals: tuple[str, ...]  # literals[i] comes before move i; the last one after the last move
+    markers: tuple[int, ...]  # per move: length of the special token right after its text; -1: it depends on the next text
+    closing: int  # trailing whitespace cut from the end of the last move's trained span, which runs to the end; -1: it does not
+
+
+@lru_cache(maxsize=8)
+def pastes_only(environment, source: str) -> bool:
+    """Whether a template only pastes messages' content (see the module docstring), from its syntax tree."""
+    from jinja2 import nodes
+
+    tree = environment.parse(source)
+    parents = {id(child): node for node in tree.find_all(nodes.Node) for child in node.iter_child_nodes()}
+    if any(type(node).__name__ in OPAQUE for node in tree.find_all(nodes.Node)) or any(node.recursive for node in tree.find_all(nodes.For)):
+        return False
+    if any(node.name == "strftime_now" for node in tree.find_all(nodes.Name)):
+        return False
+    if any(isinstance(node.node, nodes.Name) and node.node.name == "loop" and node.attr in ("previtem", "nextitem") for node in tree.find_all(nodes.Getattr)):
+        return False  # a message reached through the loop, outside what is tracked
+    kinds = _message_names(tree, nodes)
+    if kinds is None:
+        return False
+    return all(_used_safely(node, kinds[node.name], parents, kinds, nodes) for node in tree.find_all(nodes.Name) if node.ctx == "load" and node.name in kinds)
+
+
+def _message_names(tree, nodes) -> dict[str, str] | None:
+    """Names that hold a list of messages ("list") or one message ("message"): `messages`, loop
+    targets over a list, and names set to either; None when such a name is also bound to anything
+    else, or a list or message is unpacked or set on a namespace."""
+    kinds = {"messages": "list"}
+    changed = True
+    while changed:
+        changed = False
+        bindings = [(node.target, "message" if _kind(node.iter, kinds, nodes) == "list" else None) for node in tree.find_all(nodes.For)]
+        bindings += [(node.target, _kind(node.node, kinds, nodes)) for node in tree.find_all(nodes.Assign)]
+        for target, kind in bindings:
+            names = [target.name] if isinstance(target, nodes.Name) else [n.name for n in target.find_all(nodes.Name)]
+            if kind is None:
+                if any(name in kinds for name in names):
+                    return None
+                continue
+            if not isinstance(target, nodes.Name) or kinds.get(target.name, kind) != kind:
+                return None
+            if target.name not in kinds:
+                kinds[target.name] = kind
+                changed = True
+    return kinds
+
+
+def _kind(value, kinds: dict[str, str], nodes) -> str | None:
+    """What an expression holds: "list" (of messages), "message", or None (neither)."""
+    if isinstance(value, nodes.Name):
+        return kinds.get(value.name)
+    if isinstance(value, nodes.Getitem) and _kind(value.node, kinds, nodes) == "list":
+        return "list" if isinstance(value.arg, nodes.Slice) else "message"
+    return None
+
+
+def _used_safely(node, kind: str, parents: dict, kinds: dict[str, str], nodes) -> bool:
+    """Whether a name holding messages (or an expression derived from it) is used only in ways
+    that do not depend on the content (or paste it as it is)."""
+    parent = parents.get(id(node))
+    if isinstance(parent, nodes.For) and parent.iter is node:
+        return kind == "list"
+    if isinstance(parent, nodes.Assign) and parent.node is node:
+        return isinstance(parent.target, nodes.Name)  # its name is one of `kinds`, checked on its own
+    if isinstance(parent, nodes.Filter) and parent.node is node:
+        return parent.name in ("length", "count") and not parent.args and not parent.kwargs
+    if isinstance(parent, nodes.Test) and parent.node is node:
+        return parent.name in TYPE_TESTS
+    if isinstance(parent, nodes.Operand) and parent.expr is node and parent.op in ("in", "notin"):
+        compare = parents.get(id(parent))
+        return kind == "message" and isinstance(compare, nodes.Compare) and isinstance(compare.expr, nodes.Const) and isinstance(compare.expr.value, str)
+    if isinstance(parent, nodes.Getitem) and parent.node is node:
+        if _mentions(parent.arg, kinds, nodes):
+            return False
+        if kind == "list":
+            return _used_safely(parent, "list" if isinstance(parent.arg, nodes.Slice) else "message", parents, kinds, nodes)
+        if isinstance(parent.arg, nodes.Const) and isinstance(parent.arg.value, str):
+            return parent.arg.value != "content" or _pasted(parent, parents, nodes)
+        return False
+    if isinstance(parent, nodes.Getattr) and parent.node is node:
+        if hasattr(dict, parent.attr) or hasattr(list, parent.attr):  # a method (`get`, `items`, ...) could read the content
+            return False
+        if kind == "list":
+            return False
+        return parent.attr != "content" or _pasted(parent, parents, nodes)
+    return False
+
+
+def _mentions(node, kinds: dict[str, str], nodes) -> bool:
+    return any(name.name in kinds for name in node.find_all(nodes.Name)) or (isinstance(node, nodes.Name) and node.name in kinds)
+
+
+def _pasted(node, parents: dict, nodes) -> bool:
+    """Whether an expression goes straight into the output, alone or joined with `+` or `~`."""
+    parent = parents.get(id(node))
+    while isinstance(parent, (nodes.Add, nodes.Concat)):
+        node, parent = parent, parents.get(id(parent))
+    return isinstance(parent, nodes.Output)
+
+
+def build(template, messages: list[dict], reserved: str, pattern, specials: frozenset[str], **context) -> Skeleton | None:
+    """The skeleton of a shape: the template rendered with a placeholder for each text, cut at
+    them; None when the output is not one placeholder per move, in order, or holds one of the
+    `reserved` characters, or the render raises."""
+    placeholders = [m | {"content": f"{PRIVATE[0]}{i}{PRIVATE[1]}"} for i, m in enumerate(messages)]
+    try:
+        output = template.render(messages=placeholders, **context)
+    except Exception:  # the general renderer renders the real episode and reports what it raises
+        return None
+    parts = PLACEHOLDER.split(output)
+    literals, indices = parts[0::2], parts[1::2]
+    if not messages or indices != [str(i) for i in range(len(messages))] or any(c in literal for literal in literals for c in PRIVATE + tuple(reserved)):
+        return None
+    markers = tuple(_marker(literal, pattern, specials, last=k == len(messages)) for k, literal in enumerate(literals[1:], 1))
+    tail = literals[-1][max(markers[-1], 0) :]
+    closing = len(literals[-1]) - len(literals[-1].rstrip()) if tail.strip() in specials else -1
+    return Skeleton(tuple(literals), markers, closing)
+
+
+def _marker(literal: str, pattern, specials: frozenset[str], last: bool) -> int:
+    """Length of the special token at the start of the literal after a move (0: none); -1 when a
+    special longer than the literal starts with it, so that the next move's text decides."""
+    if not last and any(len(s) > len(literal) and s.startswith(literal) for s in specials):
+        return -1
+    found = pattern.match(literal) if pattern is not None else None
+    return len(found.group()) if found else 0
+
+
+def fill(skeleton: Skeleton, turns: list[dict], pattern) -> Rendered | None:
+    """The rendered episode: the skeleton's literals with the moves' texts between them, each move's
+    span where its text was put, its trained end after the special token written right after it.
+    None when such a token runs on into the next move's text (the general renderer decides)."""
+    parts = [None] * (2 * len(turns) + 1)
+    parts[0::2] = skeleton.literals
+    parts[1::2] = [t["content"] for t in turns]
+    text = "".join(parts)
+    bounds = list(accumulate(map(len, parts)))
+    begins, stops = bounds[0::2], bounds[1::2]
+    trained_end = [stop + (marker if marker >= 0 else _marker_at(text, stop, pattern)) for stop, marker in zip(stops, skeleton.markers)]
+    if -1 in skeleton.markers and any(end > begin for end, begin in zip(trained_end, begins[1:])):
+        return None
+    if skeleton.closing >= 0:  # the closing eos, as built-in templates train it
+        trained_end[-1] = len(text) - skeleton.closing
+    return Rendered(text, turns, [0, *trained_end[:-1]], list(zip(begins, stops)), trained_end)
+
+
+def _marker_at(text: str, position: int, pattern) -> int:
+    found = pattern.match(text, position) if pattern is not None else None
+    return len(found.group()) if found else 0

@@ -1,0 +1,122 @@
+"""Chat templates that only paste a move's text, rendered once per conversation shape (gamelog.render.skeleton)."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow.parquet as pq
+import pytest
+
+from gamelog.convert import ConvertOptions, convert
+from gamelog.errors import RecordError
+from gamelog.pack.tokenizer import load_tokenizer
+from gamelog.render import jinja, skeleton
+
+from conftest import SHARED, shared
+
+TEMPLATES = {
+    "phi-3-mini": json.loads((SHARED / "tokenizers/phi-3-mini/tokenizer_config.json").read_text())["chat_template"],
+    "phi-4-mini": json.loads((SHARED / "tokenizers/chat_templates/phi-4-mini_tokenizer_config.json").read_text())["chat_template"],
+    "qwen2.5": json.loads((SHARED / "tokenizers/chat_templates/qwen2.5_tokenizer_config.json").read_text())["chat_template"],
+}
+LOOP = "{% for m in messages %}<|{{ m['role'] }}|>BODY<|end|>{% endfor %}"
+
+
+def pastes_only(source: str) -> bool:
+    return skeleton.pastes_only(jinja.compile_template(source).environment, source)
+
+
+def turn(role: str, content: str, player: int) -> dict:
+    return {"role": role, "content": content, "player": player, "name": None}
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        (TEMPLATES["phi-3-mini"], True),
+        (TEMPLATES["phi-4-mini"], True),  # `'tools' in message` tests a key, not the text
+        (TEMPLATES["qwen2.5"], False),  # `{% if message.content %}` decides on the text
+        (LOOP.replace("BODY", "{{ m['content'] }}"), True),
+        (LOOP.replace("BODY", "{{ m.content + '\\n' ~ m.role }}"), True),
+        ("{% set rest = messages[1:] %}{{ messages[0]['content'] }}{% for m in rest %}{{ m.content }}{% endfor %}", True),
+        (LOOP.replace("BODY", "{{ m['content'] | trim }}"), False),
+        (LOOP.replace("BODY", "{% if m['content'] %}{{ m['content'] }}{% endif %}"), False),
+        (LOOP.replace("BODY", "{% set c = m['content'] %}{{ c }}"), False),
+        (LOOP.replace("BODY", "{{ m | tojson }}"), False),
+        (LOOP.replace("BODY", "{{ m.get('content') }}"), False),
+        (LOOP.replace("BODY", "{{ m['content'][:5] }}"), False),
+        (LOOP.replace("BODY", "{{ m['content'] }}{{ loop.nextitem }}"), False),
+        (LOOP.replace("BODY", "{% filter upper %}{{ m['content'] }}{% endfilter %}"), False),
+        ("{% with first = messages[0] %}{{ first['content'] | trim }}{% endwith %}", False),
+        ("{% for m in messages | selectattr('content') %}{{ m['content'] }}{% endfor %}", False),
+        ("{% set m = 'x' %}{% for m in messages %}{{ m['content'] }}{% endfor %}", False),
+        (LOOP.replace("BODY", "{{ m['content'] }}{{ strftime_now('%d') }}"), False),
+    ],
+)
+def test_which_templates_only_paste_the_text(source, expected):
+    assert pastes_only(source) is expected
+
+
+@pytest.fixture(scope="module")
+def shared_turns(tmp_path_factory) -> list[list[dict]]:
+    out = tmp_path_factory.mktemp("episodes")
+    convert([shared("chat"), shared("instruct")], out=out, options=ConvertOptions(dedup="none"))
+    return [row["turns"] for file in sorted(out.glob("episodes-*.parquet")) for row in pq.read_table(file, columns=["turns"]).to_pylist()]
+
+
+@pytest.mark.parametrize("name", ["phi-3-mini", "phi-4-mini"])
+def test_a_skeleton_renders_what_the_template_renders_on_the_shared_conversations(name, shared_turns, monkeypatch):
+    """Every shared chat and instruct episode: the same text, starts, spans and trained ends as rendering it whole."""
+    tok = load_tokenizer(shared("tokenizers/phi-3-mini"))
+    specials = frozenset(tok.special_tokens())
+    source = TEMPLATES[name]
+
+    def both():
+        return [_outcome(lambda: jinja.render_jinja(turns, source, bos=tok.bos, eos=tok.eos, specials=specials)) for turns in shared_turns]
+
+    jinja._skeletons.clear()
+    fast = both()
+    assert any(v is not None for v in jinja._skeletons.values())
+    monkeypatch.setattr(skeleton, "pastes_only", lambda *_: False)
+    whole = both()
+    assert len(fast) == len(shared_turns) > 1000
+    assert fast == whole
+
+
+def _outcome(render):
+    try:
+        return render()
+    except RecordError as exc:
+        return exc.reason
+
+
+def test_a_move_that_repeats_the_templates_own_words_is_placed_after_them():
+    """`Human: ` is plain text, not a special token: a user move `Human` is the text after it, and the
+    assistant move `Assistant` the text after `Assistant: ` (a search from the start found both inside the tags)."""
+    source = "{% for m in messages %}{% if m['role'] == 'user' %}{{ 'Human: ' + m['content'] + '\\n' }}{% else %}{{ 'Assistant: ' + m['content'] + '<|end|>' }}{% endif %}{% endfor %}"
+    turns = [turn("user", "Human", 1), turn("assistant", "Assistant", 2)]
+    rendered = jinja.render_jinja(turns, source, bos=None, eos=None, specials=frozenset({"<|end|>"}))
+    assert rendered.text == "Human: Human\nAssistant: Assistant<|end|>"
+    assert rendered.content == [(7, 12), (24, 33)]
+    assert rendered.trained_end == [12, 40] and rendered.starts == [0, 12]
+
+
+def test_a_shape_the_template_refuses_is_reported_as_before():
+    """A template that raises on some roles: that shape has no skeleton, and the episode is refused with the template's message."""
+    source = "{% if messages[0]['role'] != 'user' %}{{ raise_exception('the first move must be the user') }}{% endif %}" + LOOP.replace("BODY", "{{ m['content'] }}")
+    with pytest.raises(RecordError, match="the first move must be the user"):
+        jinja.render_jinja([turn("assistant", "Hello", 2)], source, bos=None, eos=None, specials=frozenset({"<|end|>"}))
+    rendered = jinja.render_jinja([turn("user", "Hi", 1), turn("assistant", "Hello", 2)], source, bos=None, eos=None, specials=frozenset({"<|end|>"}))
+    assert rendered.text == "<|user|>Hi<|end|><|assistant|>Hello<|end|>" and rendered.trained_end[1] == len(rendered.text)
+
+
+def test_a_marker_that_the_next_text_could_complete_is_read_from_the_text():
+    """A literal that is the start of a longer special (`<|e` of `<|end|>`) leaves the marker to the
+    text after it; a move whose text completes it is refused as rendering it whole refuses it."""
+    source = "{% for m in messages %}{{ m['content'] }}<|e{% endfor %}"
+    specials = frozenset({"<|end|>"})
+    rendered = jinja.render_jinja([turn("user", "a", 1), turn("assistant", "x", 2)], source, bos=None, eos=None, specials=specials)
+    assert rendered.text == "a<|ex<|e" and rendered.content == [(0, 1), (4, 5)] and rendered.trained_end == [1, 5]
+    with pytest.raises(RecordError) as caught:
+        jinja.render_jinja([turn("user", "a", 1), turn("assistant", "nd|>b", 2)], source, bos=None, eos=None, specials=specials)
+    assert caught.value.reason == "template_mismatch"
