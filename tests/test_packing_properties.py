@@ -38,8 +38,9 @@ def test_split_fit_and_rows_keep_every_token(seq_len, lengths, turns):
     counts = PackCounts()
     fitted = fit(segments, seq_len=seq_len, overflow="split", counts=counts)
     assert sum(len(s) for s in fitted) == sum(lengths) and counts.tokens_dropped == 0
-    rows = best_fit_decreasing([len(s) for s in fitted], seq_len)
-    table = rows_table(fitted, rows, with_returns=False).to_pylist()
+    lengths = np.asarray([len(s) for s in fitted])
+    rows = best_fit_decreasing(lengths.tolist(), seq_len)
+    table = rows_table(fitted, rows, lengths, with_returns=False).to_pylist()
     tokens = []
     for row in table:
         assert len(row["input_ids"]) == sum(row["seq_lens"]) <= seq_len

@@ -25,6 +25,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from gamelog import __version__
 from gamelog.crew import Crew
 from gamelog.errors import GamelogError
@@ -137,13 +139,17 @@ def pack_window(segments: list[Segment], counts: PackCounts, options: PackOption
 
     if not segments:
         return
-    rows = best_fit_decreasing([len(s) for s in segments], options.seq_len)
+    lengths = [len(s.ids) for s in segments]
+    rows = best_fit_decreasing(lengths, options.seq_len)
     counts.rows += len(rows)
     counts.segments += len(segments)
-    counts.tokens_total += sum(len(s) for s in segments)
-    counts.tokens_trained += int(sum(int(s.mask.sum()) for s in segments))
+    counts.tokens_total += sum(lengths)
+    lengths = np.asarray(lengths, dtype=np.int64)
     for start in range(0, len(rows), ROW_GROUP):
-        yield rows_table(segments, rows[start : start + ROW_GROUP], with_returns=options.returns is not None)
+        table = rows_table(segments, rows[start : start + ROW_GROUP], lengths, with_returns=options.returns is not None)
+        mask = table.column("loss_mask").chunk(0).values  # the rows' flat mask as written (read from its buffer: to_numpy loads pyarrow.compute)
+        counts.tokens_trained += int(np.count_nonzero(np.frombuffer(mask.buffers()[1], np.uint8, len(mask), mask.offset)))
+        yield table
 
 
 def stage_for(options: PackOptions, template: str) -> Stage:

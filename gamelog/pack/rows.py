@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import chain
+
 import numpy as np
 import pyarrow as pa
 
@@ -18,15 +20,15 @@ def _list(flat, offsets: np.ndarray, type_: pa.DataType, valid: np.ndarray | Non
     return lists(values, offsets, pa.list_(type_), valid)
 
 
-def rows_table(segments: list[Segment], rows: list[list[int]], *, with_returns: bool) -> pa.Table:
-    """One table row per bin; every column is built in one vectorised step."""
-    ordered = [segments[i] for row in rows for i in row]
-    lengths = np.fromiter((len(s) for s in ordered), dtype=np.int64, count=len(ordered))
-    row_tokens = np.asarray([sum(len(segments[i]) for i in row) for row in rows], dtype=np.int64)
-    offsets = np.concatenate([[0], np.cumsum(row_tokens)])
-    seg_offsets = np.concatenate([[0], np.cumsum([len(row) for row in rows])])
-    seg_starts = np.repeat(np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
-    positions = np.arange(int(lengths.sum()), dtype=np.int64) - seg_starts
+def rows_table(segments: list[Segment], rows: list[list[int]], lengths: np.ndarray, *, with_returns: bool) -> pa.Table:
+    """One table row per bin (`lengths`: every segment's token count); every column is built in one vectorised step."""
+    order = np.fromiter(chain.from_iterable(rows), dtype=np.int64)  # segment indexes, row after row
+    ordered = [segments[i] for i in order.tolist()]
+    lengths = lengths[order]
+    seg_offsets = np.concatenate([[0], np.cumsum(np.fromiter(map(len, rows), dtype=np.int64, count=len(rows)))])
+    ends = np.cumsum(lengths)
+    offsets = np.concatenate([[0], ends[seg_offsets[1:] - 1]])  # every row holds a segment
+    positions = np.arange(int(ends[-1]) if len(ends) else 0, dtype=np.int64) - np.repeat(ends - lengths, lengths)
     columns = {
         "input_ids": _list(np.concatenate([s.ids for s in ordered]), offsets, pa.int32()),
         "loss_mask": _list(np.concatenate([s.mask for s in ordered]), offsets, pa.uint8()),
