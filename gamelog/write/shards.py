@@ -14,6 +14,8 @@ from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from itertools import chain
+from operator import itemgetter
 from pathlib import Path
 
 import numpy as np
@@ -50,12 +52,15 @@ def episode_table(rows: list[dict]) -> pa.Table:
 
 
 def _turns_array(rows: list[dict], list_type: pa.ListType) -> pa.Array:
-    turns = [turn for row in rows for turn in row["turns"]]
+    per_row = [row["turns"] for row in rows]
     offsets = np.zeros(len(rows) + 1, dtype=np.int64)
-    np.cumsum(np.fromiter((len(row["turns"]) for row in rows), dtype=np.int64, count=len(rows)), out=offsets[1:])
+    np.cumsum(np.fromiter(map(len, per_row), dtype=np.int64, count=len(rows)), out=offsets[1:])
     struct_type = list_type.value_type
-    children = [scalars([turn[f.name] for turn in turns], f.type) for f in struct_type]
-    values = pa.StructArray.from_arrays(children, fields=list(struct_type))
+    fields = list(struct_type)
+    # every move's fields in one pass (itemgetter), then one column per field (zip transposes)
+    columns = zip(*map(itemgetter(*[f.name for f in fields]), chain.from_iterable(per_row))) if offsets[-1] else [[] for _ in fields]
+    children = [scalars(list(column), f.type) for column, f in zip(columns, fields)]
+    values = pa.StructArray.from_arrays(children, fields=fields)
     return lists(values, offsets, list_type)
 
 
