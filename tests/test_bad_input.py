@@ -144,4 +144,18 @@ def test_raw_data_given_to_pack_is_named_with_the_command_that_converts_it(tmp_p
     done = subprocess.run([sys.executable, "-m", "gamelog.cli", "pack", raw, "--tokenizer", "builtin", "--engine", engine, "--out", str(out)], capture_output=True, text=True)
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     assert done.stderr.startswith(f"error: {raw}: not an episodes Parquet file") and f"gamelog convert {raw} --out DIR" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_a_damaged_episodes_file_behind_a_uri_is_named_before_ray_starts(tmp_path, run):
+    """--engine ray with a filesystem URI: every file's footer is read first, so a damaged one is one line, not a Ray traceback."""
+    result = run(shared("instruct/alpaca_data_cleaned_1000.json"))
+    shard = next(result.out.glob("episodes-*.parquet"))
+    damaged = bytearray(shard.read_bytes())
+    damaged[-40:-8] = bytes(b ^ 0xFF for b in damaged[-40:-8])  # the footer
+    shard.write_bytes(bytes(damaged))
+    uri = f"file://{result.out}"
+    done = subprocess.run([sys.executable, "-m", "gamelog.cli", "pack", uri, "--tokenizer", "builtin", "--engine", "ray", "--out", str(tmp_path / "packed")], capture_output=True, text=True)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.startswith(f"error: file://{shard}: not an episodes Parquet file") and len(done.stderr.strip().splitlines()) == 1

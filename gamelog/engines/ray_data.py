@@ -23,12 +23,13 @@ from __future__ import annotations
 import os
 import pickle
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pyarrow as pa
 
 from gamelog.errors import GamelogError
-from gamelog.write.atomic import episode_files, episode_rows
+from gamelog.write.atomic import episode_files, episode_rows, footer_rows
 
 PAYLOAD = pa.schema([pa.field("payload", pa.binary())])
 
@@ -170,6 +171,9 @@ def _episode_files(episodes: str):
     files = sorted(f.path for f in found if f.is_file and f.base_name.startswith("episodes-") and f.base_name.endswith(".parquet"))
     if not files:
         raise GamelogError(f"{episodes}: no episodes-*.parquet files here; pass the --out directory of gamelog convert.")
+    scheme = episodes.split("://", 1)[0]
+    with ThreadPoolExecutor(max_workers=min(16, len(files))) as pool:  # the footers, read at once (remote stores answer slowly, in parallel)
+        list(pool.map(lambda path: footer_rows(path, f"{scheme}://{path}", filesystem), files))
     return files, filesystem
 
 

@@ -44,19 +44,26 @@ def episode_rows(path: Path) -> list[int]:
     """Episodes in each episodes file of a convert output (or in the one file given), from the
     footers; a file that is not Parquet (raw data given to pack, a damaged file) stops the command
     with its name and what to pass instead."""
+    return [footer_rows(file, str(file)) for file in episode_files(path)]
+
+
+def footer_rows(file, name: str, filesystem=None) -> int:
+    """Rows of an episodes file (a path; on `filesystem`, a pyarrow filesystem, when given) from its
+    footer; one that is not Parquet stops the command, `name` naming it."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    rows = []
-    for file in episode_files(path):
-        try:
-            rows.append(pq.ParquetFile(file).metadata.num_rows)
-        except (pa.ArrowException, OSError) as exc:
-            raise GamelogError(
-                f"{file}: not an episodes Parquet file ({exc}); pass the --out directory of gamelog convert "
-                f"(raw data goes through `gamelog convert {file} --out DIR` first), or run gamelog validate on a damaged one."
-            ) from None
-    return rows
+    try:
+        if filesystem is None:
+            return pq.ParquetFile(file).metadata.num_rows
+        with filesystem.open_input_file(file) as handle:
+            return pq.ParquetFile(handle).metadata.num_rows
+    except (pa.ArrowException, OSError) as exc:
+        detail = " ".join(str(exc).split())  # one line, as every error
+        raise GamelogError(
+            f"{name}: not an episodes Parquet file ({detail}); pass the --out directory of gamelog convert "
+            f"(raw data goes through `gamelog convert {name} --out DIR` first), or run gamelog validate on a damaged one."
+        ) from None
 
 
 def parquet_rows(path: Path) -> int:
