@@ -20,6 +20,26 @@ TEMPLATES = {
     "qwen2.5": json.loads((SHARED / "tokenizers/chat_templates/qwen2.5_tokenizer_config.json").read_text())["chat_template"],
 }
 LOOP = "{% for m in messages %}<|{{ m['role'] }}|>BODY<|end|>{% endfor %}"
+# In the manner of widely used templates (written here): content trimmed and set to a name, a
+# role renamed, a system text folded into the first user move.
+STYLES = {
+    "trimmed, set to a name": (
+        "{% for message in messages %}{% set text = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n' + message['content'] | trim + '<|eot_id|>' %}"
+        "{% if loop.index0 == 0 %}{% set text = bos_token + text %}{% endif %}{{ text }}{% endfor %}",
+        {"<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"},
+    ),
+    "trimmed, role renamed": (
+        "{{ bos_token }}{% for message in messages %}{% set role = 'model' if message['role'] == 'assistant' else message['role'] %}"
+        "{{ '<start_of_turn>' + role + '\n' + message['content'] | trim + '<end_of_turn>\n' }}{% endfor %}",
+        {"<start_of_turn>", "<end_of_turn>"},
+    ),
+    "system folded": (
+        "{% if messages[0]['role'] == 'system' %}{% set system = messages[0]['content'] + '\n\n' %}{% set rest = messages[1:] %}{% else %}{% set system = '' %}{% set rest = messages %}{% endif %}"
+        "{% for m in rest %}{% if m['role'] == 'user' and loop.first %}{{ '[INST] ' + system + m['content'] + ' [/INST]' }}"
+        "{% elif m['role'] == 'user' %}{{ '[INST] ' + m['content'] + ' [/INST]' }}{% else %}{{ m['content'] + '</s>' }}{% endif %}{% endfor %}",
+        {"</s>"},
+    ),
+}
 
 
 def pastes_only(source: str) -> bool:
@@ -39,9 +59,16 @@ def turn(role: str, content: str, player: int) -> dict:
         (LOOP.replace("BODY", "{{ m['content'] }}"), True),
         (LOOP.replace("BODY", "{{ m.content + '\\n' ~ m.role }}"), True),
         ("{% set rest = messages[1:] %}{{ messages[0]['content'] }}{% for m in rest %}{{ m.content }}{% endfor %}", True),
-        (LOOP.replace("BODY", "{{ m['content'] | trim }}"), False),
+        (LOOP.replace("BODY", "{{ m['content'] | trim }}"), True),
+        (LOOP.replace("BODY", "{% set c = m['content'] %}{{ c }}"), True),
+        *((source, True) for source, _ in STYLES.values()),
+        (LOOP.replace("BODY", "{{ m['content'] | upper }}"), False),
+        (LOOP.replace("BODY", "{{ m['content'] | trim('.') }}"), False),
+        (LOOP.replace("BODY", "{{ ('<' + m['content']) | trim }}"), False),  # trimming the joined text could cut one side only
+        (LOOP.replace("BODY", "{% set c = m['content'] %}{{ c | trim }}"), False),
+        (LOOP.replace("BODY", "{% set c = m['content'] %}{% if c %}{{ c }}{% endif %}"), False),
+        (LOOP.replace("BODY", "{% set c = '<' + m['content'] %}{{ c[1:] }}"), False),
         (LOOP.replace("BODY", "{% if m['content'] %}{{ m['content'] }}{% endif %}"), False),
-        (LOOP.replace("BODY", "{% set c = m['content'] %}{{ c }}"), False),
         (LOOP.replace("BODY", "{{ m | tojson }}"), False),
         (LOOP.replace("BODY", "{{ m.get('content') }}"), False),
         (LOOP.replace("BODY", "{{ m['content'][:5] }}"), False),
@@ -64,12 +91,12 @@ def shared_turns(tmp_path_factory) -> list[list[dict]]:
     return [row["turns"] for file in sorted(out.glob("episodes-*.parquet")) for row in pq.read_table(file, columns=["turns"]).to_pylist()]
 
 
-@pytest.mark.parametrize("name", ["phi-3-mini", "phi-4-mini"])
+@pytest.mark.parametrize("name", ["phi-3-mini", "phi-4-mini", *STYLES])
 def test_a_skeleton_renders_what_the_template_renders_on_the_shared_conversations(name, shared_turns, monkeypatch):
     """Every shared chat and instruct episode: the same text, starts, spans and trained ends as rendering it whole."""
     tok = load_tokenizer(shared("tokenizers/phi-3-mini"))
-    specials = frozenset(tok.special_tokens())
-    source = TEMPLATES[name]
+    source, own = STYLES.get(name, (TEMPLATES.get(name), set()))
+    specials = frozenset(tok.special_tokens()) | own
 
     def both():
         return [_outcome(lambda: jinja.render_jinja(turns, source, bos=tok.bos, eos=tok.eos, specials=specials)) for turns in shared_turns]
@@ -120,3 +147,17 @@ def test_a_marker_that_the_next_text_could_complete_is_read_from_the_text():
     with pytest.raises(RecordError) as caught:
         jinja.render_jinja([turn("user", "a", 1), turn("assistant", "nd|>b", 2)], source, bos=None, eos=None, specials=specials)
     assert caught.value.reason == "template_mismatch"
+
+
+def test_a_trimmed_text_is_placed_without_its_edge_whitespace():
+    """`| trim`: the move's span is its text less the edge whitespace, where the template put it;
+    a text of whitespace only (trimmed to nothing) is left to the general renderer."""
+    source = LOOP.replace("BODY", "{{ m['content'] | trim }}")
+    specials = frozenset({"<|end|>"})
+    rendered = jinja.render_jinja([turn("user", "  Hi \n", 1), turn("assistant", "\tHello", 2)], source, bos=None, eos=None, specials=specials)
+    assert rendered.text == "<|user|>Hi<|end|><|assistant|>Hello<|end|>"
+    assert rendered.content == [(8, 10), (30, 35)] and rendered.trained_end == [17, 42]
+    found = jinja._skeleton(jinja.compile_template(source), source, [turn("user", " ", 1)], jinja.ROLE_TO_MESSAGE, None, None, specials, None)
+    assert found is not None and found.trimmed == (True,)
+    assert skeleton.fill(found, [turn("user", " ", 1)], jinja._specials_pattern(specials)) is None
+

@@ -11,9 +11,9 @@ drops or rewrites (a role it does not know) cannot be found: the episode is reje
 `template_mismatch` rather than packed with a guessed mask. The end-of-turn marker is the special
 token written right after a move's text.
 
-A template that only pastes each move's text (phi-3-mini's does) is rendered once per shape of
-conversation instead, and each move's span is where its text was put, with no search
-(`gamelog.render.skeleton`).
+A template that only pastes each move's text, as it is or trimmed (phi-3-mini's does), is
+rendered once per shape of conversation instead, and each move's span is where its text was put,
+with no search (`gamelog.render.skeleton`).
 """
 
 from __future__ import annotations
