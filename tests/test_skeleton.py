@@ -161,3 +161,18 @@ def test_a_trimmed_text_is_placed_without_its_edge_whitespace():
     assert found is not None and found.trimmed == (True,)
     assert skeleton.fill(found, [turn("user", " ", 1)], jinja._specials_pattern(specials)) is None
 
+
+
+def test_speakers_names_make_new_shapes_only_for_a_template_that_reads_them():
+    """Names change the output only where the template reads `name`: elsewhere one skeleton serves every speaker."""
+    specials = frozenset({"<|end|>"})
+    named = "{% for m in messages %}<|{{ m['role'] }}|>{% if m.name is defined %}{{ m.name }}: {% endif %}{{ m['content'] }}<|end|>{% endfor %}"
+    plain = LOOP.replace("BODY", "{{ m['content'] }}")
+    for source, shapes in ((plain, 1), (named, 3)):
+        jinja._skeletons.clear()
+        for speaker in ("ann", "bob", "cy"):
+            turns = [{**turn("user", "Hi", 1), "name": speaker}, turn("assistant", "Hello", 2)]
+            rendered = jinja.render_jinja(turns, source, bos=None, eos=None, specials=specials)
+            assert rendered.text[slice(*rendered.content[0])] == "Hi" and rendered.text[slice(*rendered.content[1])] == "Hello"
+            assert (f"{speaker}: Hi" in rendered.text) is (source == named)
+        assert len(jinja._skeletons) == shapes

@@ -105,12 +105,16 @@ def _skeleton(template, source, turns, roles, bos, eos, specials, tools) -> skel
     """The skeleton of this episode's shape, for a template that only pastes content (None: render it whole)."""
     if tools is not None or not skeleton.pastes_only(template.environment, source):
         return None
-    key = (source, bos, eos, specials, roles is PLAIN_ROLES, tuple([(roles[t["role"]], t["name"]) for t in turns]))
+    if skeleton.reads_names(template.environment, source):
+        shape = tuple([(roles[t["role"]], t["name"]) for t in turns])
+    else:
+        shape = tuple([roles[t["role"]] for t in turns])
+    key = (source, bos, eos, specials, roles is PLAIN_ROLES, shape)
     if (found := _skeletons.get(key, False)) is not False:
         return found
     if len(_skeletons) >= skeleton.SHAPES:
         _skeletons.clear()
-    found = _skeletons[key] = skeleton.build(template, messages_of(turns, roles), GEN_OPEN + GEN_CLOSE, _specials_pattern(specials), specials, add_generation_prompt=False, bos_token=bos or "", eos_token=eos or "", tools=None)
+    found = _skeletons[key] = skeleton.build(template, messages_of(turns, roles), GEN_OPEN + GEN_CLOSE, _specials_pattern(specials), specials, skeleton.trims(template.environment, source), add_generation_prompt=False, bos_token=bos or "", eos_token=eos or "", tools=None)
     return found
 
 

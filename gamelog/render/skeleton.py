@@ -63,6 +63,27 @@ def pastes_only(environment, source: str) -> bool:
     return kinds is not None and _Uses(tree, nodes, kinds).all_safe()
 
 
+@lru_cache(maxsize=8)
+def reads_names(environment, source: str) -> bool:
+    """Whether a template may read a message's `name` (a constant "name" or an attribute `.name`
+    anywhere in it); when it cannot, a shape is its roles alone and speakers' names make no new shapes."""
+    from jinja2 import nodes
+
+    tree = environment.parse(source)
+    return any(node.value == "name" for node in tree.find_all(nodes.Const)) or any(node.attr == "name" for node in tree.find_all(nodes.Getattr))
+
+
+@lru_cache(maxsize=8)
+def trims(environment, source: str) -> bool:
+    """Whether a template trims some content it reads (`| trim`): its skeletons then need a second render."""
+    from jinja2 import nodes
+
+    def reads_content(node) -> bool:
+        return (isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const) and node.arg.value == "content") or (isinstance(node, nodes.Getattr) and node.attr == "content")
+
+    return any(node.name == "trim" and reads_content(node.node) for node in environment.parse(source).find_all(nodes.Filter))
+
+
 def _message_names(tree, nodes) -> dict[str, str] | None:
     """Names that hold a list of messages ("list") or one message ("message"): `messages`, loop
     targets over a list, and names set to either; None when such a name is also bound to anything
@@ -168,28 +189,39 @@ class _Uses:
         return True
 
 
-def build(template, messages: list[dict], reserved: str, pattern, specials: frozenset[str], **context) -> Skeleton | None:
+def build(template, messages: list[dict], reserved: str, pattern, specials: frozenset[str], trimming: bool, **context) -> Skeleton | None:
     """The skeleton of a shape: the template rendered with a placeholder for each text, cut at
-    them, and rendered again with whitespace around each placeholder to see which texts it trims;
-    None when the output is not one placeholder per move, in order, or a placeholder is trimmed on
-    one side only, or it holds one of the `reserved` characters, or the render raises."""
-    plain, padded = (_render(template, messages, pad, context) for pad in ("", PAD))
-    if plain is None or padded is None or PAD in plain:
+    them, and for a template that trims (`trimming`) rendered again with whitespace around each
+    placeholder to see which texts it trims; None when the output is not one placeholder per move,
+    in order, or a placeholder is trimmed on one side only, or it holds one of the `reserved`
+    characters, or the render raises."""
+    plain = _render(template, messages, "", context)
+    padded = _render(template, messages, PAD, context) if trimming else plain
+    if plain is None or padded is None or (trimming and PAD in plain):
         return None
     parts = PLACEHOLDER.split(plain)
     literals, indices = parts[0::2], parts[1::2]
-    if not messages or indices != [str(i) for i in range(len(messages))] or any(c in literal for literal in literals for c in PRIVATE + tuple(reserved)):
+    if not messages or indices != [str(i) for i in range(len(messages))] or any(plain.count(c) != len(messages) for c in PRIVATE) or any(c in plain for c in reserved):
         return None
-    kept = [f"{PAD}{PRIVATE[0]}{i}{PRIVATE[1]}{PAD}" in padded for i in range(len(messages))]  # the whitespace around it survived: not trimmed
-    restored = padded
-    for i in (i for i, k in enumerate(kept) if k):
-        restored = restored.replace(f"{PAD}{PRIVATE[0]}{i}{PRIVATE[1]}{PAD}", f"{PRIVATE[0]}{i}{PRIVATE[1]}")
-    if restored != plain:  # trimmed on one side only, or the whitespace changed something else
+    kept = _untrimmed(plain, padded, len(messages)) if trimming else (True,) * len(messages)
+    if kept is None:
         return None
-    markers = tuple(_marker(literal, pattern, specials, last=k == len(messages)) for k, literal in enumerate(literals[1:], 1))
+    prefixes = _prefixes(specials)
+    markers = tuple(-1 if k < len(messages) and literal in prefixes else _marker_at(literal, 0, pattern) for k, literal in enumerate(literals[1:], 1))
     tail = literals[-1][max(markers[-1], 0) :]
     closing = len(literals[-1]) - len(literals[-1].rstrip()) if tail.strip() in specials else -1
     return Skeleton(tuple(literals), markers, closing, tuple(not k for k in kept))
+
+
+def _untrimmed(plain: str, padded: str, moves: int) -> tuple[bool, ...] | None:
+    """Per move, whether the whitespace around its placeholder survived (the template pastes its
+    text as it is); None when the padded output is not the plain one with that whitespace (a text
+    trimmed on one side only, or the whitespace changed something else)."""
+    kept = tuple(f"{PAD}{PRIVATE[0]}{i}{PRIVATE[1]}{PAD}" in padded for i in range(moves))
+    restored = padded
+    for i in (i for i, k in enumerate(kept) if k):
+        restored = restored.replace(f"{PAD}{PRIVATE[0]}{i}{PRIVATE[1]}{PAD}", f"{PRIVATE[0]}{i}{PRIVATE[1]}")
+    return kept if restored == plain else None
 
 
 def _render(template, messages: list[dict], pad: str, context: dict) -> str | None:
@@ -201,13 +233,11 @@ def _render(template, messages: list[dict], pad: str, context: dict) -> str | No
         return None
 
 
-def _marker(literal: str, pattern, specials: frozenset[str], last: bool) -> int:
-    """Length of the special token at the start of the literal after a move (0: none); -1 when a
-    special longer than the literal starts with it, so that the next move's text decides."""
-    if not last and any(len(s) > len(literal) and s.startswith(literal) for s in specials):
-        return -1
-    found = pattern.match(literal) if pattern is not None else None
-    return len(found.group()) if found else 0
+@lru_cache(maxsize=8)
+def _prefixes(specials: frozenset[str]) -> frozenset[str]:
+    """Every proper prefix of a special token: a literal that is one may be completed by the text
+    after it, so the end-of-turn marker after a move is then read from the episode's own text."""
+    return frozenset(s[:k] for s in specials for k in range(len(s)))
 
 
 def fill(skeleton: Skeleton, turns: list[dict], pattern) -> Rendered | None:
