@@ -43,7 +43,7 @@ STYLES = {
 
 
 def pastes_only(source: str) -> bool:
-    return skeleton.pastes_only(jinja.compile_template(source).environment, source)
+    return skeleton.facts(jinja.compile_template(source).environment, source) is not None
 
 
 def turn(role: str, content: str, player: int) -> dict:
@@ -104,7 +104,7 @@ def test_a_skeleton_renders_what_the_template_renders_on_the_shared_conversation
     jinja._skeletons.clear()
     fast = both()
     assert any(v is not None for v in jinja._skeletons.values())
-    monkeypatch.setattr(skeleton, "pastes_only", lambda *_: False)
+    monkeypatch.setattr(skeleton, "facts", lambda *_: None)
     whole = both()
     assert len(fast) == len(shared_turns) > 1000
     assert fast == whole

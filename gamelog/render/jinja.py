@@ -103,9 +103,9 @@ _skeletons: dict[tuple, skeleton.Skeleton | None] = {}
 
 def _skeleton(template, source, turns, roles, bos, eos, specials, tools) -> skeleton.Skeleton | None:
     """The skeleton of this episode's shape, for a template that only pastes content (None: render it whole)."""
-    if tools is not None or not skeleton.pastes_only(template.environment, source):
+    if tools is not None or (known := skeleton.facts(template.environment, source)) is None:
         return None
-    if skeleton.reads_names(template.environment, source):
+    if known.reads_names:
         shape = tuple([(roles[t["role"]], t["name"]) for t in turns])
     else:
         shape = tuple([roles[t["role"]] for t in turns])
@@ -114,7 +114,7 @@ def _skeleton(template, source, turns, roles, bos, eos, specials, tools) -> skel
         return found
     if len(_skeletons) >= skeleton.SHAPES:
         _skeletons.clear()
-    found = _skeletons[key] = skeleton.build(template, messages_of(turns, roles), GEN_OPEN + GEN_CLOSE, _specials_pattern(specials), specials, skeleton.trims(template.environment, source), add_generation_prompt=False, bos_token=bos or "", eos_token=eos or "", tools=None)
+    found = _skeletons[key] = skeleton.build(template, messages_of(turns, roles), GEN_OPEN + GEN_CLOSE, _specials_pattern(specials), specials, known.trims, add_generation_prompt=False, bos_token=bos or "", eos_token=eos or "", tools=None)
     return found
 
 
@@ -140,12 +140,6 @@ def _specials_pattern(specials: frozenset[str]):
     if not specials:
         return None
     return re.compile("|".join(re.escape(s) for s in sorted(specials, key=len, reverse=True)))
-
-
-def _marker_after(text: str, position: int, pattern) -> int:
-    """Length of the special token written right after a move (its end-of-turn marker), if any."""
-    found = pattern.match(text, position) if pattern else None
-    return len(found.group()) if found else 0
 
 
 def _find_move(text: str, body: str, cursor: int, specials: tuple) -> int:
@@ -187,7 +181,7 @@ def _spans(turns: list[dict], text: str, generated: list[tuple[int, int]], speci
             raise RecordError("template_mismatch", f"move {i} ({turn['role']}) does not appear in the chat template's output (the template drops or rewrites it); use a built-in --template.")
         starts.append(cursor)
         stop = at + len(body)
-        end = stop + _marker_after(text, stop, search[0])
+        end = stop + skeleton.marker_at(text, stop, search[0])
         if i == len(turns) - 1 and text[end:].strip() in specials:  # the closing eos, as built-in templates train it
             end = len(text.rstrip())
         for lo, hi in generated:

@@ -47,41 +47,37 @@ class Skeleton:
     trimmed: tuple[bool, ...]  # per move: the template pastes its text trimmed of edge whitespace (`| trim`)
 
 
+@dataclass(frozen=True)
+class Facts:
+    """What a template that only pastes content does besides, from its syntax tree."""
+
+    trims: bool  # some content goes through `| trim`: each new shape is rendered a second time to see which
+    reads_names: bool  # a constant "name" or an attribute `.name` appears: a shape is roles and names, else roles alone
+
+
 @lru_cache(maxsize=8)
-def pastes_only(environment, source: str) -> bool:
-    """Whether a template only pastes messages' content (see the module docstring), from its syntax tree."""
+def facts(environment, source: str) -> Facts | None:
+    """A template's facts, or None when it does more than paste messages' content (see the module docstring)."""
     from jinja2 import nodes
 
     tree = environment.parse(source)
     if any(type(node).__name__ in OPAQUE for node in tree.find_all(nodes.Node)) or any(node.recursive for node in tree.find_all(nodes.For)):
-        return False
+        return None
     if any(node.name == "strftime_now" for node in tree.find_all(nodes.Name)):
-        return False
+        return None
     if any(isinstance(node.node, nodes.Name) and node.node.name == "loop" and node.attr in ("previtem", "nextitem") for node in tree.find_all(nodes.Getattr)):
-        return False  # a message reached through the loop, outside what is tracked
+        return None  # a message reached through the loop, outside what is tracked
     kinds = _message_names(tree, nodes)
-    return kinds is not None and _Uses(tree, nodes, kinds).all_safe()
-
-
-@lru_cache(maxsize=8)
-def reads_names(environment, source: str) -> bool:
-    """Whether a template may read a message's `name` (a constant "name" or an attribute `.name`
-    anywhere in it); when it cannot, a shape is its roles alone and speakers' names make no new shapes."""
-    from jinja2 import nodes
-
-    tree = environment.parse(source)
-    return any(node.value == "name" for node in tree.find_all(nodes.Const)) or any(node.attr == "name" for node in tree.find_all(nodes.Getattr))
-
-
-@lru_cache(maxsize=8)
-def trims(environment, source: str) -> bool:
-    """Whether a template trims some content it reads (`| trim`): its skeletons then need a second render."""
-    from jinja2 import nodes
+    if kinds is None or not _Uses(tree, nodes, kinds).all_safe():
+        return None
 
     def reads_content(node) -> bool:
         return (isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const) and node.arg.value == "content") or (isinstance(node, nodes.Getattr) and node.attr == "content")
 
-    return any(node.name == "trim" and reads_content(node.node) for node in environment.parse(source).find_all(nodes.Filter))
+    return Facts(
+        trims=any(node.name == "trim" and reads_content(node.node) for node in tree.find_all(nodes.Filter)),
+        reads_names=any(node.value == "name" for node in tree.find_all(nodes.Const)) or any(node.attr == "name" for node in tree.find_all(nodes.Getattr)),
+    )
 
 
 def _message_names(tree, nodes) -> dict[str, str] | None:
@@ -207,7 +203,7 @@ def build(template, messages: list[dict], reserved: str, pattern, specials: froz
     if kept is None:
         return None
     prefixes = _prefixes(specials)
-    markers = tuple(-1 if k < len(messages) and literal in prefixes else _marker_at(literal, 0, pattern) for k, literal in enumerate(literals[1:], 1))
+    markers = tuple(-1 if k < len(messages) and literal in prefixes else marker_at(literal, 0, pattern) for k, literal in enumerate(literals[1:], 1))
     tail = literals[-1][max(markers[-1], 0) :]
     closing = len(literals[-1]) - len(literals[-1].rstrip()) if tail.strip() in specials else -1
     return Skeleton(tuple(literals), markers, closing, tuple(not k for k in kept))
@@ -256,7 +252,7 @@ def fill(skeleton: Skeleton, turns: list[dict], pattern) -> Rendered | None:
     text = "".join(parts)
     bounds = list(accumulate(map(len, parts)))
     begins, stops = bounds[0::2], bounds[1::2]
-    trained_end = [stop + (marker if marker >= 0 else _marker_at(text, stop, pattern)) for stop, marker in zip(stops, skeleton.markers)]
+    trained_end = [stop + (marker if marker >= 0 else marker_at(text, stop, pattern)) for stop, marker in zip(stops, skeleton.markers)]
     if -1 in skeleton.markers and any(end > begin for end, begin in zip(trained_end, begins[1:])):
         return None
     if skeleton.closing >= 0:  # the closing eos, as built-in templates train it
@@ -264,6 +260,7 @@ def fill(skeleton: Skeleton, turns: list[dict], pattern) -> Rendered | None:
     return Rendered(text, turns, [0, *trained_end[:-1]], list(zip(begins, stops)), trained_end)
 
 
-def _marker_at(text: str, position: int, pattern) -> int:
+def marker_at(text: str, position: int, pattern) -> int:
+    """Length of the special token (`pattern`: the specials, longest first) at `position`, if any: a move's end-of-turn marker."""
     found = pattern.match(text, position) if pattern is not None else None
     return len(found.group()) if found else 0
