@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gamelog.errors import GamelogError
+from gamelog.memory import buffers_reused
 
 READY = "ready"  # a worker's first message: its task is prepared (or the error that stopped it)
 PR_SET_PDEATHSIG = 1  # Linux prctl option: a signal for this process when its parent dies
@@ -52,12 +53,14 @@ COLLECT_EVERY = 50_000
 
 
 @contextmanager
-def fewer_collections():
-    """The cyclic collector every COLLECT_EVERY new objects while inside, as before after."""
+def batch_settings():
+    """While batches run: the cyclic collector every COLLECT_EVERY new objects, and freed buffers
+    kept in the heap for the next batch (`gamelog.memory.buffers_reused`); as before after."""
     before = gc.get_threshold()
     gc.set_threshold(max(COLLECT_EVERY, before[0]), *before[1:])
     try:
-        yield
+        with buffers_reused():
+            yield
     finally:
         gc.set_threshold(*before)
 
@@ -111,7 +114,7 @@ class Crew:
     def run(self, batches: Iterable, total: float = float("inf")) -> Iterator:
         """Results of the batches in input order; `total` is how many there are, if known."""
         self.start()
-        with fewer_collections():
+        with batch_settings():
             if not self.members:
                 for batch in batches:
                     yield _run_here(self.task, batch)
@@ -311,7 +314,7 @@ def _serve(conn, task, parent: int, others: list) -> None:
     threading.Thread(target=_read_into, args=(conn, inbox), daemon=True).start()
     sender = threading.Thread(target=_send_from, args=(conn, outbox), daemon=True)
     sender.start()
-    with fewer_collections():
+    with batch_settings():
         while (batch := inbox.get()) is not None:
             try:
                 outbox.put(task(batch))

@@ -6,6 +6,7 @@ import gc
 import json
 import os
 import pickle
+import resource
 import subprocess
 import sys
 import time
@@ -240,6 +241,29 @@ def test_the_cyclic_collector_runs_less_often_while_a_crew_runs_and_as_before_af
     assert {threshold for _, threshold in seen} == {crews.COLLECT_EVERY}
     assert len({pid for pid, _ in seen}) == 2
     assert gc.get_threshold() == before
+
+
+def _page_faults_of_big_buffers(_batch) -> tuple[int, int]:
+    """The page faults of making and dropping 64 MiB of arrays, as a batch's stage does."""
+    time.sleep(0.05)  # long enough that the worker, not only this process, runs batches
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    arrays = [np.ones(1 << 19) for _ in range(16)]  # 16 arrays of 4 MiB
+    del arrays
+    return os.getpid(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc settings; other allocators are left alone")
+def test_freed_buffers_are_reused_by_the_next_batch_instead_of_faulted_in_anew():
+    """While a crew runs, the big buffers a batch frees stay in each process's heap, so the next
+    batch does not fault their pages in again (by default glibc returns them to the system: thousands of
+    faults a batch here)."""
+    from gamelog import crew as crews
+
+    with crews.Crew(_page_faults_of_big_buffers, 2) as crew:
+        seen = list(crew.run(range(8), 8))
+    assert len({pid for pid, _ in seen}) == 2
+    later = [faults for k, (pid, faults) in enumerate(seen) if pid in {p for p, _ in seen[:k]}]  # each process's second batch on
+    assert len(later) >= 4 and max(later) < 1000, seen
 
 
 def test_a_script_without_a_main_guard_can_pack_with_workers(episodes, tmp_path):
