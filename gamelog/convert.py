@@ -216,7 +216,7 @@ def _jobs(sources: list[str], options: ConvertOptions, tally: Tally, sent: deque
     split = recipe.split if recipe and recipe.split else options.split
     for source in sources:
         batches = read_items(source, split=split, max_record_bytes=options.max_record_bytes)
-        first = next(batches, None)
+        first = next((items for items in map(list, batches) if items), None)  # the format is told from the first records (a batch of blank lines has none)
         if first is None:
             continue
         name = _choose_format(first, options)

@@ -10,16 +10,17 @@ becomes one reject at the item where it broke. Any other object document is one 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import orjson
 
-from gamelog.read.items import Item, batched
-from gamelog.read.streams import STREAM_ERRORS, bounded_lines, open_binary, stream_error_detail
+from gamelog.read.items import BATCH_BYTES, BATCH_SIZE, Item, batched
+from gamelog.read.streams import COMPRESSIONS, STREAM_ERRORS, bounded_lines, open_binary, stream_error_detail
 
 DEFAULT_MAX_RECORD_BYTES = 64 * 1024 * 1024
 BOM = b"\xef\xbb\xbf"
+READ_BLOCK = 1 << 20  # bytes read at a time while cutting a file into batches
 
 
 def too_large(location: str, size: int, limit: int, raw: bytes | None = None) -> Item:
@@ -55,25 +56,97 @@ def parse_line(line: bytes, location: str, max_record_bytes: int) -> Item:
         return Item(location, error=("bad_json", f"{location}: not valid JSON ({exc}); fix or remove this line."), raw=line)
 
 
-def read_jsonl(path: Path, *, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> Iterator[list[Item]]:
-    """One record per non-blank line; blank lines are not records."""
-    return batched(_lines(path, max_record_bytes))
+def read_jsonl(path: Path, *, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> Iterator[Iterable[Item]]:
+    """One record per non-blank line; blank lines are not records.
+
+    A plain file is cut into `LineBatch`es, byte ranges read and parsed by whichever process
+    converts them; a compressed one, which cannot be read from the middle, is read here."""
+    if path.suffix.lower() in COMPRESSIONS:
+        return batched(_lines(path, max_record_bytes))
+    return (LineBatch(str(path), start, stop, before, max_record_bytes) for start, stop, before in line_ranges(path))
+
+
+class LineBatch:
+    """A batch of a JSON Lines file as its byte range: its lines are read and parsed where the
+    batch is converted. The main process of a crew (`gamelog.crew`) then only finds line ends
+    (bytes.find over blocks of the file) and sends five values, instead of reading and parsing
+    every line and sending the lines (0.15 + 0.05 s of its time per 20,000 conversations)."""
+
+    __slots__ = ("path", "start", "stop", "before", "limit")
+
+    def __init__(self, path: str, start: int, stop: int | None, before: int, limit: int):
+        self.path, self.start, self.stop, self.before, self.limit = path, start, stop, before, limit
+
+    def __iter__(self) -> Iterator[Item]:
+        with open(self.path, "rb") as stream:
+            stream.seek(self.start)
+            size = None if self.stop is None else self.stop - self.start
+            yield from _stream_lines(stream, Path(self.path), self.limit, before=self.before, size=size)
+
+    def __reduce__(self):
+        return LineBatch, (self.path, self.start, self.stop, self.before, self.limit)
+
+
+def line_ranges(path: Path) -> Iterator[tuple[int, int | None, int]]:
+    """(start, stop, lines before it) of each batch of a file's lines: a batch ends with the line
+    that brings it to BATCH_SIZE lines or BATCH_BYTES bytes (as `batched` cuts records). Only the
+    line ends are looked for, a block at a time, so no line is held whatever its length. A read
+    error ends the cutting with a batch to the end, whose reader then reports it."""
+    start = lines = before = offset = 0  # the batch's first byte and its lines so far; lines before it; the block's offset
+    with open(path, "rb") as stream:
+        while True:
+            try:
+                block = stream.read(READ_BLOCK)
+            except OSError:
+                yield start, None, before
+                return
+            if not block:
+                break
+            at = 0
+            while True:
+                by_size = max(at, start + BATCH_BYTES - 1 - offset)  # a line end from here on brings the batch to BATCH_BYTES
+                ends = block.count(b"\n", at, by_size)
+                if lines + ends >= BATCH_SIZE:
+                    end = at - 1
+                    for _ in range(BATCH_SIZE - lines):
+                        end = block.find(b"\n", end + 1)
+                    lines = BATCH_SIZE
+                else:
+                    end = block.find(b"\n", by_size)
+                    if end < 0:
+                        lines += ends
+                        break
+                    lines += ends + 1
+                yield start, offset + end + 1, before
+                start, before, lines, at = offset + end + 1, before + lines, 0, end + 1
+            offset += len(block)
+    if offset > start:
+        yield start, offset, before
 
 
 def _lines(path: Path, max_record_bytes: int) -> Iterator[Item]:
-    number = 0
     with open_binary(path) as stream:
-        try:
-            for number, (line, size) in enumerate(bounded_lines(stream, max_record_bytes), start=1):
-                if line is None:
-                    yield too_large(f"line {number}", size, max_record_bytes)
-                    continue
+        yield from _stream_lines(stream, path, max_record_bytes)
+
+
+def _stream_lines(stream, path: Path, max_record_bytes: int, *, before: int = 0, size: int | None = None) -> Iterator[Item]:
+    """Items of a stream's lines; `before` lines come before its position, and `size` bytes from
+    there are read (all, when None)."""
+    number, read = before, 0
+    try:
+        for number, (line, length) in enumerate(bounded_lines(stream, max_record_bytes), start=before + 1):
+            if line is None:
+                yield too_large(f"line {number}", length, max_record_bytes)
+            else:
                 if number == 1 and line.startswith(BOM):
                     line = line[len(BOM):]
                 if line.strip():
                     yield parse_line(line, f"line {number}", max_record_bytes)
-        except STREAM_ERRORS as exc:
-            yield Item(f"line {number + 1}", error=("truncated_file", stream_error_detail(path, exc)))
+            read += length
+            if size is not None and read >= size:
+                return
+    except STREAM_ERRORS as exc:
+        yield Item(f"line {number + 1}", error=("truncated_file", stream_error_detail(path, exc)))
 
 
 def read_json(path: Path, *, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> Iterator[list[Item]]:

@@ -1,0 +1,91 @@
+"""JSON Lines files cut into byte ranges (`LineBatch`): the records read from the ranges, wherever
+the cuts fall, are the records read from the whole stream, with the same line numbers, values,
+errors and raw text."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import pytest
+
+from gamelog.read import json as jsonl
+from gamelog.read.items import Item
+
+from conftest import shared
+
+
+def _items(batches) -> list[tuple]:
+    return [(i.location, i.value, i.error, i.raw) for batch in batches for i in batch]
+
+
+def _whole(path: Path, limit: int) -> list[tuple]:
+    return _items([list(jsonl._lines(path, limit))])
+
+
+@pytest.fixture
+def small_cuts(monkeypatch):
+    """Batches of a few lines or bytes, read a few bytes at a time: cuts fall everywhere."""
+    monkeypatch.setattr(jsonl, "BATCH_SIZE", 3)
+    monkeypatch.setattr(jsonl, "BATCH_BYTES", 200)
+    monkeypatch.setattr(jsonl, "READ_BLOCK", 64)
+
+
+@pytest.mark.parametrize("relative", ["chat/gsm8k_chat_train.jsonl", "qa/NQ-open.dev.jsonl", "text/c4_demo.jsonl"])
+def test_ranges_of_real_files_read_as_the_whole_file(relative):
+    path = Path(shared(relative))
+    batches = list(jsonl.read_jsonl(path))
+    assert len(batches) > 1 and all(isinstance(b, jsonl.LineBatch) for b in batches)
+    assert _items(batches) == _whole(path, jsonl.DEFAULT_MAX_RECORD_BYTES)
+    assert batches[0].start == 0 and all(a.stop == b.start for a, b in zip(batches, batches[1:]))
+    assert batches[-1].stop == path.stat().st_size
+
+
+def test_small_cuts_of_a_real_file_read_as_the_whole_file(small_cuts):
+    path = Path(shared("chat/stock_toolcall_training.jsonl"))
+    batches = list(jsonl.read_jsonl(path))
+    assert len(batches) > 50
+    assert _items(batches) == _whole(path, jsonl.DEFAULT_MAX_RECORD_BYTES)
+
+
+def test_edge_lines_keep_their_numbers_errors_and_raw_text_across_cuts(tmp_path, small_cuts):
+    """A byte-order mark, blank lines, CRLF, bad JSON, bad UTF-8, a line over the record limit
+    (longer than a read block) and a last line without a newline, with cuts all around them."""
+    lines = [b'\xef\xbb\xbf{"text": "first"}', b"", b"   ", b'{"text": "crlf"}\r', b"{not json", b'{"text": "\xff bad utf-8"}']
+    lines += [b'{"text": "' + b"x" * 500 + b'"}', b'{"text": "after the long one"}']
+    lines += [f'{{"text": "line {k}"}}'.encode() for k in range(40)] + [b"", b""]
+    path = tmp_path / "edges.jsonl"
+    path.write_bytes(b"\n".join(lines) + b'\n{"text": "no newline at the end"}')
+    limit = 300  # the long line is over it
+    batches = list(jsonl.read_jsonl(path, max_record_bytes=limit))
+    read = _items(batches)
+    assert read == _whole(path, limit)
+    reasons = {location: error[0] for location, _, error, _ in read if error}
+    assert reasons == {"line 5": "bad_json", "line 6": "bad_utf8", "line 7": "record_too_large"}
+    assert read[0][1] == {"text": "first"} and read[-1][:2] == (f"line {len(lines) + 1}", {"text": "no newline at the end"})
+
+
+def test_a_batch_crosses_to_a_worker_as_its_range_and_reads_the_same_there(tmp_path):
+    path = tmp_path / "two.jsonl"
+    path.write_text('{"a": 1}\n{"a": 2}\n')
+    batch = next(iter(jsonl.read_jsonl(path)))
+    copy = pickle.loads(pickle.dumps(batch))
+    assert len(pickle.dumps(batch)) < 200
+    assert _items([copy]) == _items([batch]) == [("line 1", {"a": 1}, None, b'{"a": 1}\n'), ("line 2", {"a": 2}, None, b'{"a": 2}\n')]
+
+
+def test_compressed_files_are_read_here_as_before():
+    path = Path(shared("preference/harmless-base_test.jsonl.gz"))
+    batches = jsonl.read_jsonl(path)
+    first = next(iter(batches))
+    assert isinstance(first, list) and all(isinstance(i, Item) for i in first)
+
+
+def test_a_file_of_blank_lines_then_records_is_converted_from_its_first_records(run, tmp_path, monkeypatch):
+    """The format is told from the first records even when the first batches hold only blank lines."""
+    monkeypatch.setattr(jsonl, "BATCH_SIZE", 4)
+    path = tmp_path / "late.jsonl"
+    path.write_text("\n" * 10 + '{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}\n')
+    result = run(path)
+    assert result.report.formats[str(path)] == "openai"
+    assert len(result.episodes) == 1 and result.report.records_read == 1
