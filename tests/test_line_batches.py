@@ -4,7 +4,9 @@ errors and raw text."""
 
 from __future__ import annotations
 
+import os
 import pickle
+import threading
 from pathlib import Path
 
 import pytest
@@ -72,6 +74,18 @@ def test_a_batch_crosses_to_a_worker_as_its_range_and_reads_the_same_there(tmp_p
     copy = pickle.loads(pickle.dumps(batch))
     assert len(pickle.dumps(batch)) < 200
     assert _items([copy]) == _items([batch]) == [("line 1", {"a": 1}, None, b'{"a": 1}\n'), ("line 2", {"a": 2}, None, b'{"a": 2}\n')]
+
+
+def test_a_named_pipe_is_read_here_once(tmp_path):
+    """A pipe cannot be read twice (once to cut, once per range): its lines are read in this process."""
+    path = tmp_path / "pipe.jsonl"
+    os.mkfifo(path)
+    writer = threading.Thread(target=path.write_bytes, args=(b'{"a": 1}\n\n{"a": 2}\n',))
+    writer.start()
+    batches = list(jsonl.read_jsonl(path))
+    writer.join()
+    assert [type(b) for b in batches] == [list]
+    assert [(i.location, i.value) for i in batches[0]] == [("line 1", {"a": 1}), ("line 3", {"a": 2})]
 
 
 def test_compressed_files_are_read_here_as_before():

@@ -60,8 +60,9 @@ def read_jsonl(path: Path, *, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) 
     """One record per non-blank line; blank lines are not records.
 
     A plain file is cut into `LineBatch`es, byte ranges read and parsed by whichever process
-    converts them; a compressed one, which cannot be read from the middle, is read here."""
-    if path.suffix.lower() in COMPRESSIONS:
+    converts them; a compressed file or a named pipe, which cannot be read from the middle (or
+    twice), is read here."""
+    if path.suffix.lower() in COMPRESSIONS or not path.is_file():
         return batched(_lines(path, max_record_bytes))
     return (LineBatch(str(path), start, stop, before, max_record_bytes) for start, stop, before in line_ranges(path))
 
