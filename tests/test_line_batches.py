@@ -76,6 +76,16 @@ def test_a_batch_crosses_to_a_worker_as_its_range_and_reads_the_same_there(tmp_p
     assert _items([copy]) == _items([batch]) == [("line 1", {"a": 1}, None, b'{"a": 1}\n'), ("line 2", {"a": 2}, None, b'{"a": 2}\n')]
 
 
+def test_a_file_that_shrinks_after_it_was_cut_ends_in_a_reject_not_in_silence(tmp_path):
+    path = tmp_path / "shrinks.jsonl"
+    path.write_bytes(b"".join(f'{{"a": {k}}}\n'.encode() for k in range(10)))
+    batch = next(iter(jsonl.read_jsonl(path)))
+    path.write_bytes(b'{"a": 0}\n{"a": 1}\n')
+    read = _items([batch])
+    assert [value for _, value, _, _ in read[:2]] == [{"a": 0}, {"a": 1}]
+    assert read[2][0] == "line 3" and read[2][2][0] == "truncated_file" and "changed during the run" in read[2][2][1]
+
+
 def test_a_named_pipe_is_read_here_once(tmp_path):
     """A pipe cannot be read twice (once to cut, once per range): its lines are read in this process."""
     path = tmp_path / "pipe.jsonl"

@@ -148,6 +148,10 @@ def _stream_lines(stream, path: Path, max_record_bytes: int, *, before: int = 0,
                 return
     except STREAM_ERRORS as exc:
         yield Item(f"line {number + 1}", error=("truncated_file", stream_error_detail(path, exc)))
+        return
+    if size is not None:  # the range ended early: the file shrank after it was cut
+        detail = f"{path.name}: the file ended {size - read:,} bytes before where it ended when the run began (it was changed during the run); re-run on a file that is not being written."
+        yield Item(f"line {number + 1}", error=("truncated_file", detail))
 
 
 def read_json(path: Path, *, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> Iterator[list[Item]]:
