@@ -22,6 +22,7 @@ class Item:
     value: Any = None  # the parsed record (usually a dict)
     error: tuple[str, str] | None = None  # (reason code, detail) when the record could not be read
     raw: bytes | str | None = None  # raw text, kept only where it is at hand for rejects
+    read: int = 0  # input bytes read for it where `raw` is not kept (a streamed array's items): what bounds a batch's size then
 
 
 def raw_text(raw: bytes | str | None) -> str | None:
@@ -34,12 +35,12 @@ def raw_text(raw: bytes | str | None) -> str | None:
 
 
 def batched(items: Iterable[Item]) -> Iterator[list[Item]]:
-    """Group items into batches bounded by count and by raw size (where the raw text is known)."""
+    """Group items into batches bounded by count and by input size (the raw text's, or the bytes read for the item)."""
     batch: list[Item] = []
     size = 0
     for item in items:
         batch.append(item)
-        size += len(item.raw) if item.raw is not None else 0
+        size += len(item.raw) if item.raw is not None else item.read
         if len(batch) >= BATCH_SIZE or size >= BATCH_BYTES:
             yield batch
             batch, size = [], 0

@@ -224,15 +224,25 @@ def _first_line_is_object(stream) -> bool:
         return False
 
 
+def _position(stream) -> int:
+    try:
+        return stream.tell()
+    except (OSError, ValueError, AttributeError):  # a stream that cannot tell: batches bounded by count alone
+        return 0
+
+
 def _stream_items(stream, prefix: str, location: str):
     """Items of the array at `prefix`; returns how many were found (0: no such array)."""
     import ijson
 
     index = 0
+    at = _position(stream)
     try:
         for value in ijson.items(stream, prefix, use_float=True):
-            yield Item(location.format(index), value=value)
+            now = _position(stream)  # where the parser has read to, a buffer at a time: it bounds the batches' size
+            yield Item(location.format(index), value=value, read=now - at)
             index += 1
+            at = now
     except (ijson.JSONError, ijson.IncompleteJSONError, UnicodeDecodeError) as exc:
         if prefix != "item" and index == 0:
             return 0  # not a container document: read as one object

@@ -1,9 +1,11 @@
-"""JSON Lines files cut into byte ranges (`LineBatch`): the records read from the ranges, wherever
-the cuts fall, are the records read from the whole stream, with the same line numbers, values,
-errors and raw text."""
+"""How readers cut their input into batches. JSON Lines files are cut into byte ranges
+(`LineBatch`): the records read from the ranges, wherever the cuts fall, are the records read from
+the whole stream, with the same line numbers, values, errors and raw text. A streamed JSON array's
+batches are bounded by the bytes read, as batches of lines are."""
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import threading
@@ -12,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from gamelog.read import json as jsonl
-from gamelog.read.items import Item
+from gamelog.read.items import BATCH_BYTES, Item
 
 from conftest import shared
 
@@ -113,3 +115,15 @@ def test_a_file_of_blank_lines_then_records_is_converted_from_its_first_records(
     result = run(path)
     assert result.report.formats[str(path)] == "openai"
     assert len(result.episodes) == 1 and result.report.records_read == 1
+
+
+def test_a_streamed_json_array_is_cut_into_batches_by_the_bytes_read(tmp_path):
+    """Records of 10 KB: batches of about BATCH_BYTES, not of 1,024 records (10 MB, and many times
+    that in Python objects, in flight per batch)."""
+    records = [{"instruction": f"task {k}", "output": "word " * 2000} for k in range(300)]
+    path = tmp_path / "big.json"
+    path.write_text(json.dumps(records))
+    batches = list(jsonl.read_json(path))
+    assert [i.value for b in batches for i in b] == records
+    per_batch = [sum(len(json.dumps(i.value)) for i in b) for b in batches]
+    assert len(batches) >= 8 and max(per_batch) <= BATCH_BYTES + 2 * 65536, per_batch
