@@ -111,3 +111,53 @@ def test_rerun_into_same_directory_removes_stale_shards(run, tmp_path):
     convert([shared("instruct/identity.json")], out=out)
     assert sorted(p.name for p in out.glob("*")) == ["episodes-00000.parquet", "report.json"]
     assert not list(Path(out).glob(".*"))  # no temporary files left behind
+
+
+def test_csv_fields_are_read_as_their_text_so_numeric_answers_are_kept_exactly(tmp_path, run):
+    """GSM8K's final answers are numbers: a CSV of question and final answer has a column of
+    numbers only, which stays the moves' text ("72", "007"), not integers (7) that the QA format
+    rejected, every row of them."""
+    import csv
+
+    rows = [json.loads(line)["messages"] for line in open(shared(SOURCE), encoding="utf-8")]
+    pairs = [(m[1]["content"].removesuffix("\nSolution:"), m[2]["content"].rpartition("####")[2].strip(" !")) for m in rows]
+    pairs = [(q, a) for q, a in pairs if a.isdigit()]  # whole numbers (others are written "1,200")
+    pairs += [("What is the agent's number?", "007"), ("A thousand, written with a leading zero?", "01000")]
+    with open(tmp_path / "gsm8k.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["question", "answer"])
+        writer.writerows(pairs)
+    result = run(tmp_path / "gsm8k.csv", dedup="none")
+    assert len(pairs) > 100 and all(answer.isdigit() for _, answer in pairs)
+    assert result.report.records_rejected == 0
+    assert _contents(result) == [[q, a] for q, a in pairs]
+
+
+def test_csv_bytes_that_are_not_utf8_reject_their_row_only(tmp_path, run, capfd):
+    """In a well-formed row and in a row with a field too many: each row is one reject with its
+    location, the rows around them are kept, and nothing is printed (pyarrow alone stopped the file
+    at the first such byte and printed a traceback for a bad row)."""
+    body = b"instruction,output\nfirst,one\n\xff\xfe bad,two\nthird,three\nx\xff,y,z\nfifth,five\n"
+    (tmp_path / "mixed.csv").write_bytes(body)
+    result = run(tmp_path / "mixed.csv")
+    assert _contents(result) == [["first", "one"], ["third", "three"], ["fifth", "five"]]
+    assert result.report.rejected_by_reason == {"bad_utf8": 1, "bad_csv": 1}
+    assert result.by_reason("bad_utf8")[0]["location"] == "row 1" and "'instruction'" in result.by_reason("bad_utf8")[0]["detail"]
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_a_kto_csv_reads_its_labels_from_their_text(tmp_path, run):
+    import csv
+
+    records = json.load(open(shared("preference/kto_en_demo.json"), encoding="utf-8"))
+    with open(tmp_path / "kto.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["prompt", "completion", "label"])
+        writer.writerows([r["messages"][0]["content"], r["messages"][1]["content"], r["label"]] for r in records)  # True/False as text
+    result = run(tmp_path / "kto.csv", dedup="none")
+    assert result.report.records_converted == len(records)
+    labels = [r["label"] for r in records]
+    assert 0 < sum(labels) < len(labels)
+    from_json = run(shared("preference/kto_en_demo.json"), dedup="none")
+    assert [ep["outcome"] for ep in result.episodes] == [ep["outcome"] for ep in from_json.episodes]
+    assert [ep["outcome"] > 0 for ep in result.episodes] == labels

@@ -127,3 +127,22 @@ def test_a_streamed_json_array_is_cut_into_batches_by_the_bytes_read(tmp_path):
     assert [i.value for b in batches for i in b] == records
     per_batch = [sum(len(json.dumps(i.value)) for i in b) for b in batches]
     assert len(batches) >= 8 and max(per_batch) <= BATCH_BYTES + 2 * 65536, per_batch
+
+
+def test_a_csv_block_is_handed_on_in_batches_of_about_batch_bytes(tmp_path):
+    """pyarrow reads a CSV in blocks of 4 MiB: its rows go on in batches bounded like the others',
+    not a block at a time (a crew holds several batches in flight)."""
+    import csv
+
+    from gamelog.read.tables import read_csv
+
+    texts = [json.loads(line)["text"] for line in open(shared("text/c4_demo.jsonl"), encoding="utf-8")]
+    with open(tmp_path / "c4.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text"])
+        writer.writerows([t] for t in texts)
+    batches = list(read_csv(tmp_path / "c4.csv"))
+    assert [i.value["text"] for b in batches for i in b] == texts
+    assert [i.location for b in batches for i in b] == [f"row {k}" for k in range(len(texts))]
+    sizes = [sum(len(i.value["text"].encode()) for i in b) for b in batches]
+    assert len(batches) >= 3 and max(sizes) <= 2 * BATCH_BYTES, sizes

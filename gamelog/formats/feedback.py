@@ -16,11 +16,16 @@ from gamelog.formats.common import Context, conversation_turns, episode, infer_t
 META_KEYS = ("id", "tools", "source")
 
 
+TEXT_BOOLEANS = {"true": True, "false": False, "1": True, "0": False}  # as a CSV (all text) writes them
+
+
 def boolean(value, where: str) -> bool:
     if isinstance(value, bool):
         return value
     if value in (0, 1) and not isinstance(value, float):
         return bool(value)
+    if isinstance(value, str) and value.strip().lower() in TEXT_BOOLEANS:
+        return TEXT_BOOLEANS[value.strip().lower()]
     raise RecordError("wrong_type", f"{where} should be true/false, found {value!r}.")
 
 

@@ -65,8 +65,13 @@ def answer_turns(value, ctx: Context, key: str, *, role_key="role", content_key=
 
 def margin_of(record: dict) -> float | None:
     margin = record.get("margin", record.get("score_margin"))
-    if margin is None:
+    if margin is None or margin == "":
         return None
+    if isinstance(margin, str):  # a CSV's text
+        try:
+            margin = float(margin)
+        except ValueError:
+            raise RecordError("bad_value", f"'margin' should be a finite number, found {margin!r}.") from None
     if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not math.isfinite(margin):
         raise RecordError("bad_value", f"'margin' should be a finite number, found {margin!r}.")
     return float(margin)

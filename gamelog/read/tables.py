@@ -2,24 +2,31 @@
 
 Each streams Arrow record batches and hands their rows on as records; nothing is read whole.
 CSV rows that do not parse (wrong number of fields) are rejected with their line number through
-pyarrow's invalid-row handler instead of stopping the file.
+pyarrow's invalid-row handler, and rows with bytes that are not UTF-8 with their row number,
+instead of stopping the file; every CSV field is read as its text.
 """
 
 from __future__ import annotations
 
+import codecs
+import io
 from collections.abc import Iterator
 from pathlib import Path
 
 from gamelog.errors import GamelogError
-from gamelog.read.items import BATCH_SIZE, Item, batched
+from gamelog.read.items import BATCH_BYTES, BATCH_SIZE, Item, batched
 
 
 def _rows(batches, prefix: str = "") -> Iterator[list[Item]]:
+    """Records of Arrow record batches, in batches of at most BATCH_SIZE rows and about BATCH_BYTES
+    (a reader's batch can be far larger: a CSV block of 4 MiB, a Parquet row group of long texts)."""
     index = 0
     for batch in batches:
-        rows = batch.to_pylist()
-        yield [Item(f"{prefix}row {index + i}", value=row) for i, row in enumerate(rows)]
-        index += len(rows)
+        step = max(1, min(BATCH_SIZE, batch.num_rows * BATCH_BYTES // max(batch.nbytes, 1)))
+        for start in range(0, batch.num_rows, step):
+            rows = batch.slice(start, step).to_pylist()
+            yield [Item(f"{prefix}row {index + i}", value=row) for i, row in enumerate(rows)]
+            index += len(rows)
 
 
 def read_parquet(path: Path, **_) -> Iterator[list[Item]]:
@@ -38,10 +45,15 @@ def read_parquet(path: Path, **_) -> Iterator[list[Item]]:
 
 
 def read_csv(path: Path, **_) -> Iterator[list[Item]]:
+    """Rows of a CSV (or .tsv) file, every field as its text.
+
+    A CSV holds text: a column of numbers stays the text it is ("007", "1e5"), as the formats
+    expect text for moves; the few numeric fields (a KTO label, a margin) are read from their text
+    by the formats. Bytes that are not UTF-8 reject their row (bad_utf8), and a row with the wrong
+    number of fields is rejected (bad_csv), each with its location; the other rows are kept.
+    """
     import pyarrow as pa
     import pyarrow.csv as pacsv
-
-    from gamelog.read.streams import open_binary
 
     bad: list[Item] = []
     done = 0
@@ -50,23 +62,85 @@ def read_csv(path: Path, **_) -> Iterator[list[Item]]:
         # pyarrow knows line numbers only when values may not hold newlines; else say which block
         location = f"line {row.number}" if row.number is not None else f"after row {done}"
         detail = f"{location}: expected {row.expected_columns} fields, found {row.actual_columns}; fix the quoting of this row."
-        bad.append(Item(location, error=("bad_csv", detail), raw=row.text))
+        bad.append(Item(location, error=("bad_csv", detail), raw=row.text.replace(NOT_UTF8, "\ufffd")))
         return "skip"
 
     delimiter = "\t" if path.name.lower().removesuffix(".gz").removesuffix(".zst").endswith(".tsv") else ","
     parse = pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True, invalid_row_handler=on_invalid)
-    convert = pacsv.ConvertOptions(strings_can_be_null=False, quoted_strings_can_be_null=False, check_utf8=True)
     read = pacsv.ReadOptions(block_size=1 << 22)
     try:
-        reader = pacsv.open_csv(open_binary(path), read_options=read, parse_options=parse, convert_options=convert)
-        for items in _rows(reader):
-            done += len(items)
-            yield bad + items
-            bad.clear()
-    except (pa.ArrowException, OSError, EOFError, UnicodeDecodeError) as exc:
+        with _utf8(path) as stream:
+            names = pacsv.open_csv(stream, read_options=read, parse_options=parse).schema.names
+        bad.clear()  # the header's reader saw the first block's bad rows; the reader below reports them
+        convert = pacsv.ConvertOptions(column_types={name: pa.string() for name in names}, strings_can_be_null=False, quoted_strings_can_be_null=False)
+        with _utf8(path) as stream:
+            for items in _rows(pacsv.open_csv(stream, read_options=read, parse_options=parse, convert_options=convert)):
+                items = [_utf8_checked(item) for item in items] if stream.raw.replaced else items
+                done += len(items)
+                yield bad + items
+                bad.clear()
+    except (pa.ArrowException, OSError, EOFError) as exc:
         bad.append(Item(f"row {done}", error=("bad_csv", f"{path.name}: the CSV stops parsing after {done} rows ({str(exc)[:200]}).")))
     if bad:
         yield bad
+
+
+NOT_UTF8 = "\ufdd0"  # a noncharacter: what a CSV's bytes that are not UTF-8 read as, so that their row can be found and rejected
+
+
+def _not_utf8(error: UnicodeDecodeError) -> tuple[str, int]:
+    return NOT_UTF8 * (error.end - error.start), error.end
+
+
+codecs.register_error("gamelog-not-utf8", _not_utf8)
+
+
+class _Utf8Stream(io.RawIOBase):
+    """A byte stream passed on as UTF-8, with NOT_UTF8 for each byte that is not UTF-8: pyarrow's
+    CSV reader stops the whole file at such bytes (and prints a traceback for them in a bad row),
+    so they are marked here and their rows rejected after parsing (`_utf8_checked`)."""
+
+    def __init__(self, source):
+        self.source = source
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="gamelog-not-utf8")
+        self.pending = b""
+        self.replaced = False  # whether any byte was not UTF-8
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while not self.pending:
+            chunk = self.source.read(1 << 20)
+            text = self.decoder.decode(chunk, final=not chunk)
+            self.replaced = self.replaced or NOT_UTF8 in text
+            self.pending = text.encode("utf-8")
+            if not chunk:
+                break
+        size = min(len(buffer), len(self.pending))
+        buffer[:size] = self.pending[:size]
+        self.pending = self.pending[size:]
+        return size
+
+    def close(self) -> None:
+        self.source.close()
+        super().close()
+
+
+def _utf8(path: Path) -> io.BufferedReader:
+    from gamelog.read.streams import open_binary
+
+    return io.BufferedReader(_Utf8Stream(open_binary(path)), 1 << 20)
+
+
+def _utf8_checked(item: Item) -> Item:
+    """A row with bytes that were not UTF-8 as a bad_utf8 reject; any other row as it is."""
+    fields = [name for name, value in item.value.items() if isinstance(value, str) and NOT_UTF8 in value]
+    if not fields:
+        return item
+    detail = f"{item.location}: bytes that are not UTF-8 in {', '.join(repr(f) for f in fields)}; re-encode the file as UTF-8."
+    raw = ",".join(str(v) for v in item.value.values()).replace(NOT_UTF8, "\ufffd")
+    return Item(item.location, error=("bad_utf8", detail), raw=raw)
 
 
 def is_saved_dataset(path: Path) -> bool:
