@@ -137,11 +137,12 @@ def workload(folder: Path, conversations: int) -> Path:
 def run_gamelog(path: Path, folder: Path) -> dict:
     started = time.perf_counter()
     _, convert_peak = gamelog("convert", str(path), "--dedup", "none", "--out", str(folder / "episodes"))
+    converted = time.perf_counter()
     _, pack_peak = gamelog("pack", str(folder / "episodes"), "--tokenizer", str(TOKENIZER), "--seq-len", str(SEQ_LEN), "--out", str(folder / "shards"))
     seconds = time.perf_counter() - started
     manifest = json.loads((folder / "shards" / "manifest.json").read_text())
     counts = manifest["counts"]
-    return {"seconds": seconds, "tokens": counts["tokens_total"], "rows": counts["rows"], "truncated": counts["tokens_truncated"], "dropped": counts["tokens_dropped"], "peak": max(convert_peak, pack_peak)}
+    return {"seconds": seconds, "convert": converted - started, "tokens": counts["tokens_total"], "rows": counts["rows"], "truncated": counts["tokens_truncated"], "dropped": counts["tokens_dropped"], "peak": max(convert_peak, pack_peak)}
 
 
 def cold_cache(folder: Path) -> dict:
@@ -249,7 +250,7 @@ def main() -> None:
         ours_runs, trl_runs, factory_runs = rounds(path, folder, args.repeats)
         ours, best, median = spread(ours_runs)
         rate = ours["tokens"] / best
-        print(f"gamelog convert+pack: {ours['tokens']:,} tokens; best {best:.2f} s = {rate:,.0f} tokens/s ({n / best:,.0f} conversations/s), median {median:.2f} s; efficiency {ours['tokens'] / (ours['rows'] * SEQ_LEN):.2%}; truncated {ours['truncated']}, dropped {ours['dropped']}")
+        print(f"gamelog convert+pack: {ours['tokens']:,} tokens; best {best:.2f} s = {rate:,.0f} tokens/s ({n / best:,.0f} conversations/s), median {median:.2f} s (best run: convert {ours['convert']:.2f} s, pack {best - ours['convert']:.2f} s); efficiency {ours['tokens'] / (ours['rows'] * SEQ_LEN):.2%}; truncated {ours['truncated']}, dropped {ours['dropped']}")
         if not trl_runs:
             print("TRL: not installed here (pip install -e '.[bench]'); no ratio")
         else:
