@@ -68,10 +68,10 @@ def read_csv(path: Path, **_) -> Iterator[list[Item]]:
     delimiter = "\t" if path.name.lower().removesuffix(".gz").removesuffix(".zst").endswith(".tsv") else ","
     parse = pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True, invalid_row_handler=on_invalid)
     read = pacsv.ReadOptions(block_size=1 << 22)
+    header = pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True, invalid_row_handler=lambda row: "skip")  # the reader below reports bad rows
     try:
         with _utf8(path) as stream:
-            names = pacsv.open_csv(stream, read_options=read, parse_options=parse).schema.names
-        bad.clear()  # the header's reader saw the first block's bad rows; the reader below reports them
+            names = pacsv.open_csv(stream, read_options=read, parse_options=header).schema.names
         convert = pacsv.ConvertOptions(column_types={name: pa.string() for name in names}, strings_can_be_null=False, quoted_strings_can_be_null=False)
         with _utf8(path) as stream:
             for items in _rows(pacsv.open_csv(stream, read_options=read, parse_options=parse, convert_options=convert)):
