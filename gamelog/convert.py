@@ -37,6 +37,7 @@ from gamelog.formats.recipe import Recipe
 from gamelog.memory import release_freed_memory
 from gamelog.read import DEFAULT_MAX_RECORD_BYTES, Item, expand_inputs, raw_text, read_items
 from gamelog.read.items import BATCH_BYTES
+from gamelog.read.json import LineBatch
 from gamelog.records import ConvertReport
 from gamelog.roles import RoleOptions
 from gamelog.roles.transcript import TRANSCRIPT
@@ -173,6 +174,18 @@ class Converter:
             outcomes.append(Kept(location, digest, len(found), turns, tuple(ep["regime"] for ep in found), size))
             rows.extend(found)
         return Converted(episode_table(rows) if rows else None, outcomes)
+
+    def weigh(self, job: tuple[str | None, Context, list[Item] | LineBatch]) -> float:
+        """A batch's input in full batches (its bytes over BATCH_BYTES), which bounds what a crew
+        holds at once: a batch of one big document weighs as much as its bytes. A batch with
+        records of unknown size (a table's rows, which its reader cuts at about BATCH_BYTES) weighs one."""
+        items = job[2]
+        if isinstance(items, LineBatch):
+            size = BATCH_BYTES if items.stop is None else items.stop - items.start
+        else:
+            sizes = [item.size() for item in items]
+            size = sum(sizes) if all(sizes) else max(sum(sizes), BATCH_BYTES)
+        return size / BATCH_BYTES
 
 
 def convert_sources(sources: list[str], options: ConvertOptions, tally: Tally, seen: dict, crew: Crew | None = None) -> Iterator[tuple[pa.Table | None, list[dict]]]:

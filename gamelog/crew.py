@@ -3,7 +3,9 @@
 `Crew(task, workers)` is this process and `workers - 1` worker processes; `run(batches)` gives
 `task(batch)` for every batch, in input order, so what a command writes does not depend on the
 worker count. The task is a picklable callable; its `prepare()` (if it has one) loads what it
-needs, in a worker before its first batch. `gamelog pack` runs its per-batch stage on a crew
+needs, in a worker before its first batch; its `weigh(batch)` (if it has one) gives a batch's
+input in full batches (its bytes over the reader's batch bytes), and then the batches out at once
+are bounded by their input as well as by their count. `gamelog pack` runs its per-batch stage on a crew
 (`gamelog.pack.workers`), `gamelog convert` its record conversion (`gamelog.convert`).
 
 This process runs a batch itself whenever the oldest batch out is not back yet, so it is never
@@ -119,7 +121,7 @@ class Crew:
                 for batch in batches:
                     yield _run_here(self.task, batch)
                 return
-            yield from _share(self.task, self.members, iter(batches), total)
+            yield from _share(self.task, self.members, iter(batches), total, getattr(self.task, "weigh", None))
 
     def __enter__(self) -> Crew:
         return self
@@ -132,42 +134,64 @@ DEPTH = 2  # batches a worker holds: the one it runs and the next, so it does no
 # Batches out (sent, or run here and waiting for an older one) per process at most: past that this
 # process waits for a slow worker instead of running on and holding ever more results.
 AHEAD = 4
+# Where the task weighs its batches (`weigh`: a batch's input in full batches, its bytes over the
+# reader's batch bytes), the batches out are also bounded to AHEAD full batches a process, so that
+# batches of one big record each (a book a batch) are not held AHEAD a process; each process still
+# gets one batch, whatever its size.
 
 
 @dataclass
 class _Slot:
-    """One batch out, in input order: its result once it is in."""
+    """One batch out, in input order: its result once it is in, and its weight where weighed."""
 
     result: Any = None
+    weight: float = 0.0
+    here: bool = False  # run by this process
 
 
-def _share(task, crew: list[_Worker], batches: Iterator, total: float = float("inf")) -> Iterator:
+def _share(task, crew: list[_Worker], batches: Iterator, total: float = float("inf"), weigh: Callable[[Any], float] | None = None) -> Iterator:
     """Results in input order; `total` (the batch count, when known) lets the last batches stay
-    here, so that this process and the workers finish together instead of one waiting for the other."""
+    here, so that this process and the workers finish together instead of one waiting for the other.
+    With `weigh` (a batch's input in full batches) the batches out are bounded by their input too (see AHEAD)."""
     slots: deque[_Slot] = deque()
     left = True  # batches not yet handed out
     handed = 0
+    out = 0.0  # the weight of the batches out
+    here = 0  # batches run here and not yet given
+    light = lambda: weigh is None or out < AHEAD * (len(crew) + 1)  # each process still gets one batch, whatever its weight
+
+    def taken(slot: _Slot, batch) -> _Slot:
+        nonlocal out, handed
+        handed += 1
+        if weigh is not None:
+            slot.weight = weigh(batch)
+            out += slot.weight
+        slots.append(slot)
+        return slot
+
     while left or slots:
         for worker in crew:
             while worker.held and worker.ready():  # take results as they come: the worker gets its next batch sooner
                 worker.receive()
-            while left and worker.started() and worker.held < DEPTH and total - handed > sum(w.held for w in crew) + 1:
+            while left and worker.started() and worker.held < DEPTH and total - handed > sum(w.held for w in crew) + 1 and (not worker.held or light()):
                 if (batch := next(batches, None)) is None:
                     left = False
                     _stop(crew, wait=False)  # nothing more to send: idle workers may end
                     break
-                slots.append(worker.send(batch))
-                handed += 1
+                taken(worker.send(batch), batch)
         if slots and slots[0].result is not None:
-            yield slots.popleft().result
-        elif left and len(slots) < AHEAD * (len(crew) + 1):  # the oldest batch is still out (or none is): run one here
+            slot = slots.popleft()
+            out -= slot.weight
+            here -= slot.here
+            yield slot.result
+        elif left and len(slots) < AHEAD * (len(crew) + 1) and (not here or light()):  # the oldest batch is still out (or none is): run one here
             if (batch := next(batches, None)) is not None:
-                handed += 1
-                slots.append(_Slot(_run_here(task, batch)))
+                here += 1
+                taken(_Slot(here=True), batch).result = _run_here(task, batch)
             else:
                 left = False
                 _stop(crew, wait=False)
-        else:  # all handed out, or this process is AHEAD batches a process ahead: wait for the worker that has the oldest batch
+        else:  # all handed out, or this process is AHEAD batches (or their input) a process ahead: wait for the worker that has the oldest batch
             next(worker for worker in crew if worker.holds(slots[0])).receive()
 
 

@@ -539,3 +539,28 @@ def test_the_main_process_runs_ahead_of_a_slow_worker_by_a_bounded_number_of_bat
         assert result.rejects[0] == k
         waiting.append(len(here) - sum(1 for b in here if b <= k))  # run here, not yet given
     assert max(waiting) <= crews.AHEAD * (len(crew) + 1) and len(here) > 0
+
+
+@pytest.mark.parametrize("weight", [None, 0.5, 1.0, 2.5, 4.0])
+def test_batches_that_weigh_more_than_a_full_batch_are_held_fewer_at_a_time(monkeypatch, weight):
+    """Where the task weighs its batches (convert: input bytes over the reader's batch bytes), the
+    batches out are bounded by weight as well as by count (AHEAD full batches a process): batches
+    of one big document each are not held AHEAD a process, yet every process still gets one, and
+    results keep input order. Light batches are held as many as unweighted ones."""
+    from gamelog import crew as crews
+
+    here = []
+    monkeypatch.setattr(crews, "_run_here", lambda task, batch: here.append(batch) or Encoded(segments=[], rejects=[batch]))
+    crew = [_SlowWorker(0, 10**6), _SlowWorker(0, 10**6)]  # they answer only when waited for: this process runs ahead as far as it may
+    out = []  # batches out when each result is given (that one included)
+    weigh = None if weight is None else (lambda batch: weight)
+    for k, result in enumerate(crews._share(None, crew, iter(range(120)), float("inf"), weigh)):
+        assert result.rejects[0] == k
+        out.append(len(here) + sum(len(w.ran) for w in crew) - k)
+    processes = len(crew) + 1
+    assert len(here) > 0 and all(w.ran for w in crew)  # every process ran batches
+    unweighted = crews.AHEAD * processes  # this process runs AHEAD a process ahead; the workers hold some besides
+    if weight is None or weight <= 1:
+        assert unweighted <= max(out) <= unweighted + crews.DEPTH * len(crew)
+    else:  # a batch is taken while less than AHEAD full batches a process are out, or as a process's only one
+        assert max(out) * weight < crews.AHEAD * processes + processes * weight and max(out) < unweighted

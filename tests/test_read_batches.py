@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from gamelog.read import json as jsonl
-from gamelog.read.items import BATCH_BYTES, Item
+from gamelog.read.items import BATCH_BYTES, RAW_LIMIT, Item
 
 from conftest import shared
 
@@ -146,3 +146,26 @@ def test_a_csv_block_is_handed_on_in_batches_of_about_batch_bytes(tmp_path):
     assert [i.location for b in batches for i in b] == [f"row {k}" for k in range(len(texts))]
     sizes = [sum(len(i.value["text"].encode()) for i in b) for b in batches]
     assert len(batches) >= 3 and max(sizes) <= 2 * BATCH_BYTES, sizes
+
+
+def test_convert_weighs_each_batch_by_its_input_bytes_so_a_crew_holds_few_big_documents(tmp_path):
+    """A crew bounds the batches out by their weight (`gamelog.crew`): a batch of lines weighs its
+    byte range, a batch of one long document its bytes, in full batches; a table's rows, whose size
+    its reader does not give, weigh one batch each."""
+    from gamelog.convert import ConvertOptions, Converter
+    from gamelog.read import read_items
+
+    weigh = lambda batches: [Converter(ConvertOptions()).weigh((None, None, batch)) for batch in batches]
+    lines = Path(shared("chat/gsm8k_chat_train.jsonl"))
+    weights = weigh(read_items(str(lines)))
+    assert sum(weights) == pytest.approx(lines.stat().st_size / BATCH_BYTES) and max(weights) < 1.1
+    wiki = Path(shared("text/wiki_demo.txt"))  # one document of about 1 MB
+    ((item,),) = read_items(str(wiki), split="blank-line")
+    assert len(item.raw) <= 4 * RAW_LIMIT  # what a reject shows of it, not the megabyte again beside its text
+    (document,) = weigh([[item]])
+    assert document == pytest.approx(wiki.stat().st_size / BATCH_BYTES, rel=0.01) and document > 3
+    array = Path(shared("qa/haystack_squad2_small.json"))  # two big items of a streamed array: the bytes the parser read
+    assert weigh(read_items(str(array))) == [pytest.approx(array.stat().st_size / BATCH_BYTES, rel=0.01)]
+    table = tmp_path / "qa.csv"
+    table.write_text("question,answer\nWhat is 2+2?,4\nWho wrote Hamlet?,Shakespeare\n")
+    assert weigh(read_items(str(table))) == [1.0]

@@ -21,8 +21,12 @@ class Item:
     location: str  # "line 12" (1-based lines), "item 3" / "row 3" (0-based indexes)
     value: Any = None  # the parsed record (usually a dict)
     error: tuple[str, str] | None = None  # (reason code, detail) when the record could not be read
-    raw: bytes | str | None = None  # raw text, kept only where it is at hand for rejects
-    read: int = 0  # input bytes read for it where `raw` is not kept (a streamed array's items): what bounds a batch's size then
+    raw: bytes | str | None = None  # raw text (or its start), kept only where it is at hand for rejects
+    read: int = 0  # input bytes read for it where `raw` is not kept whole (a streamed array's items, a document's): what bounds a batch's size then
+
+    def size(self) -> int:
+        """Its input bytes as far as known: the bytes read for it, or its raw text's (0: not known)."""
+        return self.read or (len(self.raw) if self.raw is not None else 0)
 
 
 def raw_text(raw: bytes | str | None) -> str | None:
@@ -40,7 +44,7 @@ def batched(items: Iterable[Item]) -> Iterator[list[Item]]:
     size = 0
     for item in items:
         batch.append(item)
-        size += len(item.raw) if item.raw is not None else item.read
+        size += item.size()
         if len(batch) >= BATCH_SIZE or size >= BATCH_BYTES:
             yield batch
             batch, size = [], 0

@@ -10,11 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from gamelog.read.items import Item, batched
+from gamelog.read.items import RAW_LIMIT, Item, batched
 from gamelog.read.json import BOM
 from gamelog.read.streams import STREAM_ERRORS, bounded_lines, open_binary, stream_error_detail
 
 SPLITS = ("file", "line", "blank-line")
+RAW_BYTES = 4 * RAW_LIMIT  # of a good document's bytes, what a reject (a duplicate) can show: its first RAW_LIMIT characters
 
 
 def read_text(path: Path, *, split: str = "blank-line", max_record_bytes: int) -> Iterator[list[Item]]:
@@ -65,4 +66,4 @@ def _document(block: list[bytes], first: int, last: int, max_record_bytes: int, 
         text = text.replace("\r\n", "\n")
     if not text.strip():
         return Item(location, error=("empty_content", f"{location}: the document is blank."), raw=data)
-    return Item(location, value={"text": text.strip("\n")}, raw=data)
+    return Item(location, value={"text": text.strip("\n")}, raw=data[:RAW_BYTES], read=len(data))  # a reject keeps this much of it
