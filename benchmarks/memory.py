@@ -6,7 +6,9 @@ The workload is benchmarks/speed.py's (unique OpenAI-messages conversations from
 and instruct files; phi-3-mini, seq_len 4096). Each command is a separate process; its peak RSS is
 the kernel's (wait4), which for pack is the largest of the main process and its workers. Flat
 memory means the 10x run peaks within 1.2x of the 1x run: both commands stream, convert in batches
-and pack in windows of --window episodes (20,000 by default).
+and pack in windows of --window episodes (20,000 by default). Convert runs twice: with --dedup none,
+and with the default exact de-duplication, which remembers every record's digest (about 40 bytes a
+record, `gamelog/dedup.py`).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=10)
     args = parser.parse_args()
     print(machine())
-    peaks: dict[str, list[float]] = {"convert": [], "pack": []}
+    peaks: dict[str, list[float]] = {"convert": [], "convert, exact de-duplication (the default)": [], "pack": []}
     with tempfile.TemporaryDirectory() as tmp:
         for times in (1, args.repeat):
             folder = Path(tmp) / f"x{times}"
@@ -49,6 +51,9 @@ def main() -> None:
             rss, seconds = peak("convert", str(path), "--dedup", "none", "--out", str(folder / "episodes"))
             peaks["convert"].append(rss)
             print(f"{times:>3}x convert: {args.conversations * times:>9,} conversations, peak RSS {rss:7.1f} MiB, {seconds:6.1f} s")
+            rss, seconds = peak("convert", str(path), "--out", str(folder / "episodes-dedup"))  # every digest is remembered: the one state that grows
+            peaks["convert, exact de-duplication (the default)"].append(rss)
+            print(f"{times:>3}x convert, exact de-duplication: peak RSS {rss:7.1f} MiB, {seconds:6.1f} s")
             rss, seconds = peak("pack", str(folder / "episodes"), "--tokenizer", str(TOKENIZER), "--seq-len", str(SEQ_LEN), "--out", str(folder / "shards"))
             peaks["pack"].append(rss)
             counts = json.loads((folder / "shards" / "manifest.json").read_text())["counts"]

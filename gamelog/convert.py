@@ -29,6 +29,7 @@ import pyarrow as pa
 
 from gamelog import __version__
 from gamelog.crew import Crew
+from gamelog.dedup import FirstSeen
 from gamelog.errors import GamelogError, RecordError
 from gamelog.formats import ALIASES, FORMATS, Format
 from gamelog.formats.common import ABSTAIN_TEXT, ROLE_ALIASES, Context
@@ -105,7 +106,7 @@ def convert(inputs: list[str], *, out: Path, options: ConvertOptions | None = No
     sources = expand_inputs(inputs)
     episodes = ShardWriter(out, "episodes", EPISODE_SCHEMA, shard_rows=options.shard_rows)
     rejects = ShardWriter(out, "rejects", REJECT_SCHEMA, shard_rows=0, single=True)
-    tally, seen = Tally(), {}
+    tally, seen = Tally(), FirstSeen()
     with Crew(Converter(options), workers_for(options, sources)) as crew, publishing(out, episodes, rejects):
         for table, bad in convert_sources(sources, options, tally, seen, crew):
             if table is not None:
@@ -188,7 +189,7 @@ class Converter:
         return size / BATCH_BYTES
 
 
-def convert_sources(sources: list[str], options: ConvertOptions, tally: Tally, seen: dict, crew: Crew | None = None) -> Iterator[tuple[pa.Table | None, list[dict]]]:
+def convert_sources(sources: list[str], options: ConvertOptions, tally: Tally, seen: FirstSeen, crew: Crew | None = None) -> Iterator[tuple[pa.Table | None, list[dict]]]:
     """(episodes table, reject rows) to write, in input order; a write holds one source's records only."""
     sent: deque[tuple[str | None, Context, list[Item]]] = deque()
     jobs = _jobs(sources, options, tally, sent)
@@ -218,7 +219,7 @@ def convert_sources(sources: list[str], options: ConvertOptions, tally: Tally, s
         yield _joined(tables), bad
 
 
-def convert_source(source: str, options: ConvertOptions, tally: Tally, seen: dict) -> Iterator[tuple[pa.Table | None, list[dict]]]:
+def convert_source(source: str, options: ConvertOptions, tally: Tally, seen: FirstSeen) -> Iterator[tuple[pa.Table | None, list[dict]]]:
     """(episodes table, reject rows) of one input, converted in this process."""
     return convert_sources([source], options, tally, seen)
 
@@ -243,20 +244,21 @@ def _jobs(sources: list[str], options: ConvertOptions, tally: Tally, sent: deque
             yield job
 
 
-def _settle(converted: Converted, name: str | None, ctx: Context, items: list[Item], tally: Tally, seen: dict, bad: list[dict]) -> tuple[pa.Table | None, int]:
+def _settle(converted: Converted, name: str | None, ctx: Context, items: list[Item], tally: Tally, seen: FirstSeen, bad: list[dict]) -> tuple[pa.Table | None, int]:
     """Count a converted batch in input order and drop its exact duplicates (a record whose
     episodes repeat an earlier record's, move for move): the episodes kept, and their text size."""
     dropped: list[tuple[int, int]] = []  # episode rows of duplicates
     records: list | None = None  # the batch's records again, for a duplicate's reject row
+    kept = [(o.digest, o.location) if isinstance(o, Kept) else (None, "") for o in converted.outcomes]
+    firsts = seen.settle(ctx.source, kept) if any(digest is not None for digest, _ in kept) else [None] * len(kept)
     row = size = 0
-    for index, outcome in enumerate(converted.outcomes):
+    for index, (outcome, first) in enumerate(zip(converted.outcomes, firsts)):
         tally.read += 1
         if isinstance(outcome, dict):
             tally.rejected[outcome["reason"]] += 1
             bad.append(outcome)
             continue
-        first = seen.setdefault(outcome.digest, (ctx.source, outcome.location)) if outcome.digest is not None else None
-        if first is not None and first != (ctx.source, outcome.location):
+        if first is not None:
             records = records or list(_records(items, name))
             _, value, _, raw = records[index]
             exc = RecordError("duplicate", f"same episodes as {first[0]} {first[1]}; kept once (--dedup none keeps both).")

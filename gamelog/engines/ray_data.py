@@ -64,10 +64,11 @@ def start(address: str | None, num_cpus: int | None):
 
 def _convert_file(batch: pa.Table, options) -> pa.Table:
     from gamelog.convert import Tally, convert_source
+    from gamelog.dedup import FirstSeen
     from gamelog.write.shards import reject_table
 
     source = batch.column("source")[0].as_py()
-    tally, seen = Tally(), {}
+    tally, seen = Tally(), FirstSeen()
     episodes, rejects = [], []
     for table, bad in convert_source(source, options, tally, seen):
         if table is not None:
@@ -80,6 +81,7 @@ def _convert_file(batch: pa.Table, options) -> pa.Table:
 
 def convert_on_ray(inputs: list[str], *, out: Path, options, address: str | None = None, num_cpus: int | None = None):
     from gamelog.convert import Tally, write_report
+    from gamelog.dedup import FirstSeen
     from gamelog.read import expand_inputs
     from gamelog.write.shards import EPISODE_SCHEMA, REJECT_SCHEMA, ShardWriter, publishing
 
@@ -89,7 +91,7 @@ def convert_on_ray(inputs: list[str], *, out: Path, options, address: str | None
     dataset = dataset.map_batches(_convert_file, batch_size=1, batch_format="pyarrow", fn_kwargs={"options": options})
     episodes = ShardWriter(out, "episodes", EPISODE_SCHEMA, shard_rows=options.shard_rows)
     rejects = ShardWriter(out, "rejects", REJECT_SCHEMA, shard_rows=0, single=True)
-    tally, seen = Tally(), {}
+    tally, seen = Tally(), FirstSeen()
     with publishing(out, episodes, rejects):
         for result in _results(dataset):
             repeats = _cross_file_repeats(result, seen) if options.dedup == "exact" else {}
@@ -103,14 +105,10 @@ def convert_on_ray(inputs: list[str], *, out: Path, options, address: str | None
     return write_report(out, sources, options, tally, episodes.names)
 
 
-def _cross_file_repeats(result: dict, seen: dict) -> dict[str, tuple[str, str]]:
+def _cross_file_repeats(result: dict, seen) -> dict[str, tuple[str, str]]:
     """Location -> first occurrence, for this file's records that repeat an earlier file's."""
-    repeats = {}
-    for digest, location in result["firsts"]:
-        first = seen.setdefault(digest, (result["source"], location))
-        if first[0] != result["source"]:
-            repeats[location] = first
-    return repeats
+    firsts = seen.settle(result["source"], result["firsts"])
+    return {location: first for (_, location), first in zip(result["firsts"], firsts) if first is not None and first[0] != result["source"]}
 
 
 def _drop_repeats(table: pa.Table, repeats: dict, source: str, tally, rejects) -> pa.Table:
