@@ -5,8 +5,9 @@
 Builds the workloads from ../shared/data/{instruct,chat,preference,qa,text}: 1x is every file
 once; 10x repeats each file's records ten times inside one file of the same container (so a JSON
 array becomes a ten-times longer array, a .jsonl.gz a ten-times longer stream). Each run is a
-separate `gamelog convert` process; its peak RSS comes from the kernel (wait4), its time from the
-wall clock. Prints both runs and the ratio; the target is 10x within 1.2x of 1x.
+separate `gamelog convert` process; its peak RSS comes from the kernel (wait4, through a small
+starter process: `speed.measured`), its time from the wall clock. Prints both runs and the ratio;
+the target is 10x within 1.2x of 1x.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ import gzip
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from speed import measured  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -58,15 +60,12 @@ def workload(folder: Path, times: int) -> Path:
 
 
 def measure(inputs: Path, out: Path, *extra: str) -> tuple[float, float, dict]:
-    gamelog = [sys.executable, "-m", "gamelog.cli", "convert", str(inputs), "--out", str(out), *extra]
-    start = time.perf_counter()
-    process = subprocess.Popen(gamelog, stdout=subprocess.DEVNULL)
-    _, status, usage = os.wait4(process.pid, 0)
-    seconds = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"gamelog convert failed on {inputs}")
+    """Peak RSS (MiB; `speed.measured`: not floored at this process's peak), seconds and report of one convert."""
+    done, rss, seconds = measured([sys.executable, "-m", "gamelog.cli", "convert", str(inputs), "--out", str(out), *extra])
+    if done.returncode != 0:
+        raise SystemExit(f"gamelog convert failed on {inputs}: {done.stderr[-800:]}")
     report = json.loads((out / "report.json").read_text())
-    return usage.ru_maxrss / 1024, seconds, report
+    return rss, seconds, report
 
 
 def main() -> None:

@@ -4,7 +4,8 @@
 
 The workload is benchmarks/speed.py's (unique OpenAI-messages conversations from the shared chat
 and instruct files; phi-3-mini, seq_len 4096). Each command is a separate process; its peak RSS is
-the kernel's (wait4), which for pack is the largest of the main process and its workers. Flat
+the kernel's (wait4), which for pack is the largest of the main process and its workers, taken
+from a small starter process (`speed.measured`) so that it is not floored at this one's. Flat
 memory means the 10x run peaks within 1.2x of the 1x run: both commands stream, convert in batches
 and pack in windows of --window episodes (20,000 by default). Convert runs twice: with --dedup none,
 and with the default exact de-duplication, which remembers every record's digest (about 40 bytes a
@@ -15,25 +16,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from speed import SEQ_LEN, TOKENIZER, machine, workload  # noqa: E402
+from speed import SEQ_LEN, TOKENIZER, machine, measured, workload  # noqa: E402
 
 
 def peak(*args: str) -> tuple[float, float]:
-    """Peak RSS (MiB) and seconds of one gamelog command."""
-    started = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "-m", "gamelog.cli", *args], stdout=subprocess.DEVNULL)
-    _, status, usage = os.wait4(process.pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"gamelog {args[0]} failed")
-    return usage.ru_maxrss / 1024, time.perf_counter() - started
+    """Peak RSS (MiB) and seconds of one gamelog command (`speed.measured`: not floored at this process's peak)."""
+    done, rss, seconds = measured([sys.executable, "-m", "gamelog.cli", *args])
+    if done.returncode != 0:
+        raise SystemExit(f"gamelog {args[0]} failed: {done.stderr[-800:]}")
+    return rss, seconds
 
 
 def main() -> None:

@@ -97,22 +97,43 @@ def machine() -> str:
     return f"machine: {os.cpu_count()} cores; python {sys.version.split()[0]}; seq_len {SEQ_LEN}"
 
 
-def measured(command: list[str], env: dict | None = None) -> tuple[subprocess.CompletedProcess, float]:
-    """Run a command: its output and exit status, and its peak RSS in MiB (the largest of it and the children it waited for)."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        process = subprocess.Popen(command, stdout=out, stderr=err, env=env)
-        _, status, usage = os.wait4(process.pid, 0)
-        process.returncode = os.waitstatus_to_exitcode(status)
+# A child's peak RSS as the kernel reports it (wait4) is at least its parent's peak: exec records
+# the peak of the address space it replaces, and subprocess starts children with vfork, sharing the
+# parent's until then. So a benchmark that built its workload in memory floored every figure at its
+# own peak (memory.py's convert at 160-172 MiB, its parent's, against 122-145 MiB measured alone).
+# Commands therefore start from this small process, which forks, times and waits for them and writes
+# their peak (the largest of them and the children they waited for) and seconds to a file.
+STARTER = """
+import os, sys, time
+started = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    os.execvp(sys.argv[2], sys.argv[2:])
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as measures:
+    measures.write(f"{usage.ru_maxrss} {time.perf_counter() - started}")
+code = os.waitstatus_to_exitcode(status)
+sys.exit(code if code >= 0 else 128 - code)
+"""
+
+
+def measured(command: list[str], env: dict | None = None) -> tuple[subprocess.CompletedProcess, float, float]:
+    """Run a command: its output and exit status, its peak RSS in MiB (the largest of it and the
+    children it waited for, not floored at this process's) and its seconds (the starter's own start excluded)."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, tempfile.NamedTemporaryFile("r") as measures:
+        done = subprocess.run([sys.executable, "-c", STARTER, measures.name, *command], stdout=out, stderr=err, env=env)
         out.seek(0)
         err.seek(0)
-        return subprocess.CompletedProcess(command, process.returncode, out.read().decode(), err.read().decode()), usage.ru_maxrss / 1024
+        kib, seconds = (measures.read() or "0 0").split()
+        return subprocess.CompletedProcess(command, done.returncode, out.read().decode(), err.read().decode()), int(kib) / 1024, float(seconds)
 
 
-def gamelog(*args: str) -> tuple[subprocess.CompletedProcess, float]:
-    done, peak = measured([sys.executable, "-m", "gamelog.cli", *args])
+def gamelog(*args: str) -> tuple[subprocess.CompletedProcess, float, float]:
+    """One gamelog command: its output, peak RSS (MiB) and seconds."""
+    done, peak, seconds = measured([sys.executable, "-m", "gamelog.cli", *args])
     if done.returncode != 0:
         raise SystemExit(f"gamelog {args[0]} failed: {done.stderr[-800:]}")
-    return done, peak
+    return done, peak, seconds
 
 
 def workload(folder: Path, conversations: int) -> Path:
@@ -135,14 +156,11 @@ def workload(folder: Path, conversations: int) -> Path:
 
 
 def run_gamelog(path: Path, folder: Path) -> dict:
-    started = time.perf_counter()
-    _, convert_peak = gamelog("convert", str(path), "--dedup", "none", "--out", str(folder / "episodes"))
-    converted = time.perf_counter()
-    _, pack_peak = gamelog("pack", str(folder / "episodes"), "--tokenizer", str(TOKENIZER), "--seq-len", str(SEQ_LEN), "--out", str(folder / "shards"))
-    seconds = time.perf_counter() - started
+    _, convert_peak, convert = gamelog("convert", str(path), "--dedup", "none", "--out", str(folder / "episodes"))
+    _, pack_peak, pack = gamelog("pack", str(folder / "episodes"), "--tokenizer", str(TOKENIZER), "--seq-len", str(SEQ_LEN), "--out", str(folder / "shards"))
     manifest = json.loads((folder / "shards" / "manifest.json").read_text())
     counts = manifest["counts"]
-    return {"seconds": seconds, "convert": converted - started, "tokens": counts["tokens_total"], "rows": counts["rows"], "truncated": counts["tokens_truncated"], "dropped": counts["tokens_dropped"], "peak": max(convert_peak, pack_peak)}
+    return {"seconds": convert + pack, "convert": convert, "tokens": counts["tokens_total"], "rows": counts["rows"], "truncated": counts["tokens_truncated"], "dropped": counts["tokens_dropped"], "peak": max(convert_peak, pack_peak)}
 
 
 def cold_cache(folder: Path) -> dict:
@@ -157,7 +175,7 @@ def run_trl(path: Path, folder: Path) -> dict | None:
         import trl  # noqa: F401
     except ImportError:
         return None
-    done, peak = measured([sys.executable, "-c", TRL_SCRIPT, str(TOKENIZER), str(path), str(folder / "trl"), str(SEQ_LEN)], env=cold_cache(folder))
+    done, peak, _ = measured([sys.executable, "-c", TRL_SCRIPT, str(TOKENIZER), str(path), str(folder / "trl"), str(SEQ_LEN)], env=cold_cache(folder))
     if done.returncode != 0:
         print(f"TRL failed: {done.stderr[-800:]}")
         return None
@@ -170,7 +188,7 @@ def run_llamafactory(path: Path, folder: Path) -> dict | None:
         return None
     info = {"bench": {"file_name": str(path), "formatting": "sharegpt", "columns": {"messages": "messages"}, "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant", "system_tag": "system"}}}
     (folder / "dataset_info.json").write_text(json.dumps(info))
-    done, peak = measured([str(LLAMAFACTORY_PYTHON), "-c", LLAMAFACTORY_SCRIPT, str(TOKENIZER), str(folder), str(folder / "llamafactory"), str(SEQ_LEN)], env=cold_cache(folder))
+    done, peak, _ = measured([str(LLAMAFACTORY_PYTHON), "-c", LLAMAFACTORY_SCRIPT, str(TOKENIZER), str(folder), str(folder / "llamafactory"), str(SEQ_LEN)], env=cold_cache(folder))
     if done.returncode != 0:
         print(f"LLaMA-Factory failed: {done.stderr[-800:]}")
         return None
@@ -203,9 +221,7 @@ def workers(folder: Path, repeats: int = 3) -> tuple[float, float, bool]:
     for _ in range(repeats):
         for count in (1, 2):
             out = folder / f"shards-{count}-workers"
-            started = time.perf_counter()
-            gamelog("pack", str(folder / "episodes"), "--tokenizer", str(TOKENIZER), "--seq-len", str(SEQ_LEN), "--workers", str(count), "--out", str(out))
-            seconds[count].append(time.perf_counter() - started)
+            seconds[count].append(gamelog("pack", str(folder / "episodes"), "--tokenizer", str(TOKENIZER), "--seq-len", str(SEQ_LEN), "--workers", str(count), "--out", str(out))[2])
             outputs[count] = {f.name: f.read_bytes() for f in sorted(out.iterdir())}
     return min(seconds[1]), min(seconds[2]), outputs[1] == outputs[2]
 
