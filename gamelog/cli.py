@@ -137,7 +137,7 @@ def pack(
     train_thoughts: Annotated[bool, typer.Option(help="Train player-2 thought moves.")] = True,
     train_tool_calls: Annotated[bool, typer.Option(help="Train player-2 tool_call moves.")] = True,
     keep_suboptimal: Annotated[bool, typer.Option(help="Also train sub-optimal branches (rejected answers), with their negative reward.")] = False,
-    window: Annotated[int, typer.Option(help="Episodes packed together by best-fit decreasing; bounds memory.", min=1)] = 20_000,
+    window: Annotated[int, typer.Option(help="Episodes packed together by best-fit decreasing (fewer when they hold over WINDOW x seq-len / 4 tokens); bounds memory.", min=1)] = 20_000,
     shard_rows: Annotated[int, typer.Option(help="Rows per output shard.", min=1)] = 50_000,
     workers: Annotated[int, typer.Option(help="Processes that render and encode (0: one per core; an input of two batches of 512 or fewer runs in one). The output is the same for any number.", min=0)] = 0,
     engine: Annotated[Engine, typer.Option(help="local, or ray: blocks of --window episodes packed by Ray tasks (see docs/scale.md).")] = Engine.local,

@@ -564,3 +564,60 @@ def test_batches_that_weigh_more_than_a_full_batch_are_held_fewer_at_a_time(monk
         assert unweighted <= max(out) <= unweighted + crews.DEPTH * len(crew)
     else:  # a batch is taken while less than AHEAD full batches a process are out, or as a process's only one
         assert max(out) * weight < crews.AHEAD * processes + processes * weight and max(out) < unweighted
+
+
+@pytest.fixture(scope="module")
+def books(tmp_path_factory) -> Path:
+    """Episodes of long documents: wiki_demo.txt (one document of about 1 MB) three times, and the
+    lines of c4_demo.jsonl's texts, as pre-training text."""
+    base = tmp_path_factory.mktemp("books")
+    text = Path(shared("text/wiki_demo.txt")).read_bytes().rstrip(b"\n")
+    (base / "books.txt").write_bytes((text + b"\n\n") * 3)
+    convert([str(base / "books.txt"), shared("text/c4_demo.jsonl")], out=base / "episodes", options=ConvertOptions(dedup="none"))
+    return base / "episodes"
+
+
+def test_batches_of_long_documents_are_cut_by_their_text(books):
+    """A batch holds at most BATCH_TEXT bytes of move text (or one episode): 512 books in one batch,
+    with their encodings, would bound nothing. A file of long episodes is read fewer episodes at a
+    time, and each batch read is cut where its text passes BATCH_TEXT. The parts are the batches, in
+    order; the count from the footers matches; the text sizes are the moves' UTF-8 bytes."""
+    from gamelog.pack import BATCH_TEXT, ENCODE_BATCH, _episode_batches, _footer_plan, batch_count, episode_batches, text_bytes
+    from gamelog.write.atomic import episode_files
+
+    (file,) = episode_files(books)
+    rows, text, batch_rows = _footer_plan(file)
+    assert batch_rows < ENCODE_BATCH and batch_rows * text <= 2 * rows * BATCH_TEXT  # a read batch holds about BATCH_TEXT on average, not 512 episodes
+    whole = list(_episode_batches(file))
+    cut = list(episode_batches(books))
+    assert [r["episode_id"] for b in cut for r in b.select(["episode_id"]).to_pylist()] == [r["episode_id"] for b in whole for r in b.select(["episode_id"]).to_pylist()]
+    for batch in cut:
+        sizes = text_bytes(batch)
+        expected = [sum(len(t["content"].encode()) for t in row["turns"]) for row in batch.select(["turns"]).to_pylist()]
+        assert sizes.tolist() == expected
+        assert sizes.sum() <= BATCH_TEXT or batch.num_rows == 1
+    assert [int((text_bytes(b) > 900_000).sum()) for b in cut if (text_bytes(b) > 900_000).any()] == [1, 1, 1]  # no two books in a batch
+    assert len(cut) > len(whole) and len(cut) <= batch_count(books) <= len(cut) + len(whole)  # from above: the crew's workers are not stopped early
+
+
+def test_a_window_of_long_episodes_closes_by_its_tokens(books, tmp_path, monkeypatch):
+    """A window closes at `window` episodes or window * seq_len / WINDOW_ROWS tokens: long
+    documents do not make a window of 20,000 episodes hold every token. Every token is still packed
+    and counted, and the output is the same for any number of workers."""
+    import gamelog.pack as packing
+
+    seen = []
+    original = packing.pack_window
+    monkeypatch.setattr(packing, "pack_window", lambda segments, counts, options: seen.append((len(segments), sum(map(len, segments)))) or original(segments, counts, options))
+    tok = shared("tokenizers/phi-3-mini")
+    one = pack(books, out=tmp_path / "one", options=PackOptions(tokenizer=tok, seq_len=1024, window=2000, workers=1))
+    windows = len(seen)
+    bound = 2000 * 1024 // packing.WINDOW_ROWS
+    assert windows > 1 and all(tokens < bound + 300_000 for _, tokens in seen[:-1])  # closed within a batch of the bound
+    assert all(tokens >= bound for _, tokens in seen[:-1])  # by tokens, not episodes (there are fewer than 2,000)
+    two = pack(books, out=tmp_path / "two", options=PackOptions(tokenizer=tok, seq_len=1024, window=2000, workers=2))
+    assert seen[windows:] == seen[:windows]
+    assert [s["sha256"] for s in one.shards] == [s["sha256"] for s in two.shards]
+    counts = one.counts
+    assert counts["episodes_read"] == counts["episodes_packed"] + counts["episodes_rejected"] + counts["episodes_skipped"] + counts["episodes_dropped"]
+    assert counts["tokens_total"] == sum(tokens for _, tokens in seen[:windows])

@@ -139,18 +139,21 @@ def _drop_repeats(table: pa.Table, repeats: dict, source: str, tally, rejects) -
 
 
 def _pack_block(block: pa.Table, stage, options) -> pa.Table:
-    from gamelog.pack import pack_window
+    """A block's rows, packed in windows as the local engine packs them (a block of long episodes in several)."""
+    from gamelog.pack import Window, cut_by_text
     from gamelog.pack.segments import ENCODE_BATCH, PackCounts
     from gamelog.pack.workers import run_stage
 
     os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one task per CPU that Ray hands out
-    counts, segments, rejects = PackCounts(), [], []
-    for batch in block.to_batches(max_chunksize=ENCODE_BATCH):
-        result = run_stage(stage, batch)
-        counts.add(result.counts)
-        segments.extend(result.segments)
-        rejects.extend(result.rejects)
-    rows = list(pack_window(segments, counts, options))
+    counts, window, rows, rejects = PackCounts(), Window(options), [], []
+    for chunk in block.to_batches(max_chunksize=ENCODE_BATCH):
+        for batch in cut_by_text(chunk):
+            result = run_stage(stage, batch)
+            counts.add(result.counts)
+            rejects.extend(result.rejects)
+            if window.add(result):
+                rows.extend(window.pack(counts))
+    rows.extend(window.pack(counts))
     return _payload({"rows": rows, "rejects": rejects, "counts": counts})
 
 

@@ -2,12 +2,13 @@
 
     manifest = pack("out/glaive", out=Path("shards"), options=PackOptions(tokenizer="tok/", seq_len=4096))
 
-Episodes stream in batches of 512 to `workers` processes (the main process and the workers it
-starts, `gamelog.crew`, each running `gamelog.pack.workers`), which render, encode, mask, verify
-and fit them to seq_len by the overflow policy; the main process gathers their segments in input
-order into windows of `window` episodes, packs each window best-fit decreasing into rows and
-writes them as they are made. Memory is bounded by the window, and the output is byte-identical
-whatever the number of workers. Objectives:
+Episodes stream in batches of 512 (fewer where they are long: BATCH_TEXT) to `workers` processes
+(the main process and the workers it starts, `gamelog.crew`, each running `gamelog.pack.workers`),
+which render, encode, mask, verify and fit them to seq_len by the overflow policy; the main
+process gathers their segments in input order into windows of `window` episodes (fewer where they
+are long: `Window`), packs each window best-fit decreasing into rows and writes them as they are
+made. Memory is bounded by the window and the batches, and the output is byte-identical whatever
+the number of workers. Objectives:
 - `auto` (default): each episode by its regime: pretrain text trains every token (raw template);
   sft, preference and feedback episodes go through the chat template and train player 2's
   optimal moves; sub-optimal branches (rejected answers, bad KTO answers) are counted as skipped,
@@ -62,7 +63,7 @@ class PackOptions:
     train_thoughts: bool = True
     train_tool_calls: bool = True
     keep_suboptimal: bool = False
-    window: int = 20_000  # episodes packed together (rounded up to whole batches of 512); bounds memory
+    window: int = 20_000  # episodes packed together (rounded up to whole batches), or fewer where they are long (Window); bounds memory
     shard_rows: int = 50_000
     workers: int = 0  # processes that render and encode; 0: one per core. The output does not depend on it.
 
@@ -96,12 +97,45 @@ def make_renderer(tok: LoadedTokenizer, template: str, objective: str):
     return render_episode
 
 
+# Bytes of move text a batch holds at most (or its one episode): while a batch runs, its encodings
+# take about 220 bytes a token, so 512 long documents in one batch (30 of 1 MB each: 1,702 MiB)
+# would bound nothing. Chat and instruction batches hold far less (about 400 KB) and are not cut.
+BATCH_TEXT = 1 << 20
+
+
 def episode_batches(path: Path):
-    """Arrow record batches of at most ENCODE_BATCH episodes, streamed from the episodes Parquet files."""
+    """Arrow record batches of at most ENCODE_BATCH episodes and BATCH_TEXT bytes of text (or one
+    episode), streamed from the episodes Parquet files."""
     from gamelog.write.atomic import episode_files
 
     for file in episode_files(path):
-        yield from _episode_batches(file)
+        for batch in _episode_batches(file):
+            yield from cut_by_text(batch)
+
+
+def cut_by_text(batch: pa.RecordBatch) -> Iterator[pa.RecordBatch]:
+    """The batch in parts of at most BATCH_TEXT bytes of text, each at least one episode."""
+    sizes = text_bytes(batch)
+    if int(sizes.sum()) <= BATCH_TEXT:
+        yield batch
+        return
+    start = held = 0
+    for k, size in enumerate(sizes.tolist()):
+        if k > start and held + size > BATCH_TEXT:
+            yield batch.slice(start, k - start)
+            start, held = k, 0
+        held += size
+    yield batch.slice(start)
+
+
+def text_bytes(batch: pa.RecordBatch) -> np.ndarray:
+    """Bytes of move text of each episode, from the turns column's offsets (read from the buffers:
+    flattening lists loads pyarrow.compute)."""
+    turns = batch.column("turns")
+    bounds = np.frombuffer(turns.buffers()[1], np.int32, len(turns) + 1, 4 * turns.offset)
+    content = turns.values.field("content")
+    ends = np.frombuffer(content.buffers()[1], np.int32, len(content) + 1, 4 * content.offset)
+    return (ends[bounds[1:]] - ends[bounds[:-1]]).astype(np.int64)
 
 
 def read_windows(path: Path, window: int):
@@ -123,14 +157,67 @@ def workers_for(options: PackOptions, batches: float) -> int:
 
 
 def batch_count(episodes: Path) -> int:
-    """Batches the run will read (cut per file), from the files' footers; a file that is not an
-    episodes Parquet file stops the run here, with its name."""
-    from gamelog.write.atomic import episode_rows
+    """Batches the run will read (cut per file), from the files' footers: its episodes in batches of
+    `_footer_plan`'s rows; where those are fewer than ENCODE_BATCH (long episodes, whose batches may
+    be cut again) an estimate from above, with a cut for every BATCH_TEXT of text: the crew then
+    keeps its workers busy to the end rather than stop them early. A file that is not an episodes
+    Parquet file stops the run here, with its name."""
+    from gamelog.write.atomic import episode_files, episode_rows
 
-    return sum(-(-rows // ENCODE_BATCH) for rows in episode_rows(episodes))
+    episode_rows(episodes)  # each footer read: raw data or a damaged file stops here, with its name
+    count = 0
+    for file in episode_files(episodes):
+        rows, text, batch = _footer_plan(file)
+        count += -(-rows // batch) + (-(-text // BATCH_TEXT) if 1 < batch < ENCODE_BATCH else 0)  # a batch of one is never cut
+    return count
+
+
+def _footer_plan(file: Path) -> tuple[int, int, int]:
+    """An episodes file's rows, its move text's bytes (as the footer gives them) and the rows a
+    batch reads: ENCODE_BATCH, or fewer where the episodes average over BATCH_TEXT / ENCODE_BATCH
+    bytes, so that a batch read does not hold hundreds of books while its parts run."""
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(file).metadata
+    text = sum(
+        group.column(c).total_uncompressed_size
+        for group in map(meta.row_group, range(meta.num_row_groups))
+        for c in range(group.num_columns)
+        if group.column(c).path_in_schema.startswith("turns.") and group.column(c).path_in_schema.endswith(".content")
+    )
+    rows = meta.num_rows
+    return rows, text, max(1, min(ENCODE_BATCH, rows * BATCH_TEXT // max(text, 1)))
 
 
 ROW_GROUP = 128  # packed rows per written table (one Parquet row group): bounds the memory of writing a window
+# A window also closes once its segments hold window * seq_len / WINDOW_ROWS tokens (20 M at the
+# defaults): as many as window / WINDOW_ROWS full rows, plenty for best-fit decreasing, and a bound
+# on memory where episodes are long (20,000 books held every token of them). Chat and instruction
+# episodes, a few hundred tokens each, fill a window by its episodes first.
+WINDOW_ROWS = 4
+
+
+class Window:
+    """Segments gathered in input order for best-fit decreasing: full at `window` episodes or
+    window * seq_len / WINDOW_ROWS tokens, whichever comes first."""
+
+    def __init__(self, options: PackOptions):
+        self.options = options
+        self.tokens_at_most = options.window * options.seq_len // WINDOW_ROWS
+        self.segments: list[Segment] = []
+        self.episodes = self.tokens = 0
+
+    def add(self, result) -> bool:
+        """Take a batch's segments; whether the window is full."""
+        self.segments.extend(result.segments)
+        self.episodes += result.counts.episodes_read
+        self.tokens += sum(map(len, result.segments))
+        return self.episodes >= self.options.window or self.tokens >= self.tokens_at_most
+
+    def pack(self, counts: PackCounts) -> Iterator[pa.Table]:
+        """Its rows (see pack_window), and the window empty again."""
+        segments, self.segments, self.episodes, self.tokens = self.segments, [], 0, 0
+        return pack_window(segments, counts, self.options)
 
 
 def pack_window(segments: list[Segment], counts: PackCounts, options: PackOptions) -> Iterator[pa.Table]:
@@ -167,12 +254,14 @@ def check_options(options: PackOptions) -> None:
 
 
 def _episode_batches(file: Path):
-    """Record batches of one episodes file; a damaged file stops the run with its name, not a traceback."""
+    """Record batches of one episodes file (`_footer_plan`'s rows each); a damaged file stops the
+    run with its name, not a traceback."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        yield from pq.ParquetFile(file).iter_batches(batch_size=ENCODE_BATCH, columns=["episode_id", "source", "regime", "group_id", "rank", "outcome", "turns"])
+        rows = _footer_plan(file)[2]
+        yield from pq.ParquetFile(file).iter_batches(batch_size=rows, columns=["episode_id", "source", "regime", "group_id", "rank", "outcome", "turns"])
     except (pa.ArrowException, OSError) as exc:
         raise GamelogError(f"{file}: not a readable episodes file ({exc}); run gamelog validate on it and re-run gamelog convert.") from exc
 
@@ -190,8 +279,7 @@ def pack(episodes: str | Path, *, out: Path, options: PackOptions, on_progress=N
         return pack_pairs(Path(episodes), out=out, options=options, tok=tok, template=template, renderer=make_renderer(tok, template, "sft"))
     stage = stage_for(options, options.template)  # each process resolves the template from its tokenizer
     counts = PackCounts()
-    window: list[Segment] = []
-    in_window = 0
+    window = Window(options)
     batches = batch_count(Path(episodes))
     with Crew(stage, workers_for(options, batches)) as crew:  # spawned workers load while this process does
         tok = load_tokenizer(options.tokenizer)
@@ -205,16 +293,13 @@ def pack(episodes: str | Path, *, out: Path, options: PackOptions, on_progress=N
                 counts.add(result.counts)
                 if result.rejects:
                     rejects.write(reject_table(result.rejects))
-                window.extend(result.segments)
-                in_window += result.counts.episodes_read
-                if in_window >= options.window:
-                    for table in pack_window(window, counts, options):
+                if window.add(result):
+                    for table in window.pack(counts):
                         shards.write(table)
-                    window, in_window = [], 0
                     release_freed_memory()
                 if on_progress:
                     on_progress(counts)
-            for table in pack_window(window, counts, options):
+            for table in window.pack(counts):
                 shards.write(table)
     return write_manifest(out, shards.names, counts, options, tok, template)
 
