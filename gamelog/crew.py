@@ -5,8 +5,8 @@
 worker count. The task is a picklable callable; its `prepare()` (if it has one) loads what it
 needs, in a worker before its first batch; its `weigh(batch)` (if it has one) gives a batch's
 input in full batches (its bytes over the reader's batch bytes), and then the batches out at once
-are bounded by their input as well as by their count. `gamelog pack` runs its per-batch stage on a crew
-(`gamelog.pack.workers`), `gamelog convert` its record conversion (`gamelog.convert`).
+are bounded by their input as well as by their count. `gamelog pack` runs its per-batch stage on
+a crew (`gamelog.pack.workers`), `gamelog convert` its record conversion (`gamelog.convert`).
 
 This process runs a batch itself whenever the oldest batch out is not back yet, so it is never
 idle and a slow start of the workers costs nothing; each worker holds up to DEPTH batches (read
@@ -191,7 +191,7 @@ def _share(task, crew: list[_Worker], batches: Iterator, total: float = float("i
             else:
                 left = False
                 _stop(crew, wait=False)
-        else:  # all handed out, or this process is AHEAD batches (or their input) a process ahead: wait for the worker that has the oldest batch
+        else:  # all handed out, or AHEAD batches (or their weight) a process are out: wait for the worker that has the oldest batch
             next(worker for worker in crew if worker.holds(slots[0])).receive()
 
 
