@@ -417,6 +417,17 @@ def test_sandbox_refuses_templates_that_reach_for_internals(episodes, tmp_path):
         pack(episodes["instruct"], out=tmp_path / "e", options=PackOptions(tokenizer=str(tok_dir)))
 
 
+def test_a_template_that_does_not_parse_stops_the_run_and_publishes_nothing(episodes, tmp_path):
+    tok_dir = tmp_path / "broken"
+    tok_dir.mkdir()
+    (tok_dir / "tokenizer.json").write_text((SHARED / "tokenizers/phi-2/tokenizer.json").read_text())
+    (tok_dir / "tokenizer_config.json").write_text(json.dumps({"chat_template": "{% for m in messages %}{{ m.content }}"}))
+    seen = []
+    with pytest.raises(GamelogError, match="does not parse"):
+        pack(episodes["instruct"], out=tmp_path / "b", options=PackOptions(tokenizer=str(tok_dir), workers=2), on_progress=seen.append)
+    assert seen == [] and not (tmp_path / "b" / "manifest.json").exists()
+
+
 def test_generation_tags_mark_the_trained_text(tmp_path):
     from gamelog.render.jinja import render_jinja
 

@@ -25,7 +25,7 @@ from gamelog.records import Game, Role
 
 
 class Recipe(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # built on first use: convert without a recipe does not pay for it
 
     name: str = Field(description="Dataset the recipe is for.")
     description: str = ""

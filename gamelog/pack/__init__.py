@@ -38,7 +38,7 @@ from gamelog.pack.tokenizer import LoadedTokenizer, load_tokenizer
 from gamelog.pack.tokens import LossPolicy, Segment
 from gamelog.pack.workers import Stage, prime
 from gamelog.render import TEMPLATES, render
-from gamelog.render.jinja import render_jinja
+from gamelog.render.jinja import compile_template, render_jinja
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -83,6 +83,8 @@ def choose_template(tok: LoadedTokenizer, name: str) -> str:
 def make_renderer(tok: LoadedTokenizer, template: str, objective: str):
     specials = frozenset(tok.special_tokens())
     source, bos, eos = tok.chat_template, tok.bos, tok.eos
+    if template == "jinja":
+        compile_template(source)  # once here: forked workers inherit it, and a template that does not parse stops the run at once
 
     def chat(turns):
         if template == "jinja":
@@ -267,9 +269,6 @@ def _episode_batches(file: Path):
 
 
 def pack(episodes: str | Path, *, out: Path, options: PackOptions, on_progress=None) -> PackManifest:
-    from gamelog.pack.rows import PACKED_SCHEMA
-    from gamelog.write.shards import REJECT_SCHEMA, ShardWriter, publishing, reject_table
-
     check_options(options)
     if options.objective == "preference":
         from gamelog.pack.pairs import pack_pairs
@@ -286,6 +285,10 @@ def pack(episodes: str | Path, *, out: Path, options: PackOptions, on_progress=N
         template = choose_template(tok, options.template)
         prime(stage, tok)
         crew.start()  # forked workers start here, with this process's tokenizer and renderer
+        # the writers and the records models (pydantic) load here, while the workers run batches
+        from gamelog.pack.rows import PACKED_SCHEMA
+        from gamelog.write.shards import REJECT_SCHEMA, ShardWriter, publishing, reject_table
+
         shards = ShardWriter(out, "part", PACKED_SCHEMA, shard_rows=options.shard_rows)
         rejects = ShardWriter(out, "rejects", REJECT_SCHEMA, shard_rows=0, single=True)
         with publishing(out, shards, rejects):
