@@ -23,6 +23,8 @@ def test_convert_then_validate(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "records read" in done.stdout and "sharegpt" in done.stdout
     report = json.loads((out / "report.json").read_text())
+    printed = dict(line.rsplit(None, 1) for line in done.stdout.splitlines()[3:] if line.strip())  # plain lines in a pipe: label, value
+    assert printed["records read"] == f"{report['records_read']:,}" and printed["episodes written"] == f"{report['episodes_written']:,}"
     assert report["records_read"] == report["records_converted"] + report["records_rejected"] == 300
     assert _gamelog("validate", str(out)).returncode == 0
 
@@ -54,3 +56,14 @@ def test_formats_lists_every_converter():
 
     listed = _gamelog("formats").stdout
     assert all(name in listed for name in FORMATS)
+
+
+def test_summaries_in_a_pipe_are_plain_lines_without_rich(tmp_path):
+    """rich (0.05 s of import) is for terminals; a summary written to a pipe is aligned text."""
+    code = "import sys, types; from gamelog.summary import print_pack_summary; " "m = types.SimpleNamespace(template='plain', objective='sft', counts={'rows': 3, 'tokens_total': 1200, 'episodes_dropped': 0}, rejected_by_reason={'too_long': 2}, efficiency=0.5); " "print_pack_summary(m, 'out'); print('rich' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("gamelog pack -> out") and lines[-1] == "False"
+    assert [line.split() for line in lines[1:-1]] == [["rows", "3"], ["tokens", "total", "1,200"], ["rejected:", "too_long", "2"], ["efficiency", "50.00%"]]
+    assert len({len(line) for line in lines[1:-1]}) == 1  # values right-aligned in one column
