@@ -178,16 +178,13 @@ class Spelling:
     """What each token id spells, in bytes, for a tokenizer whose family is understood."""
 
     def __init__(self, surfaces: dict[int, bytes], added: dict[int, tuple[str, bool]], phantom: bool):
-        ids = np.fromiter(surfaces, dtype=np.int64, count=len(surfaces))
-        spelled = list(surfaces.values())
-        lengths = np.fromiter(map(len, spelled), dtype=np.int64, count=len(spelled))
-        size = int(ids.max()) + 1
-        self.length = np.zeros(size, dtype=np.int64)
-        self.start = np.zeros(size, dtype=np.int64)
+        size = max(surfaces) + 1
+        by_id = [b""] * size
+        for token_id, spelled in surfaces.items():
+            by_id[token_id] = spelled
+        self.surface = np.fromiter(by_id, dtype=object, count=size)  # each id's bytes (b"" for an unused id), to spell many at once
+        self.length = np.fromiter(map(len, by_id), dtype=np.int64, count=size)
         self.added = np.zeros(size, dtype=bool)
-        self.length[ids] = lengths
-        self.start[ids] = np.cumsum(lengths) - lengths  # each id's bytes in the blob, in the dict's order
-        self.blob = np.frombuffer(b"".join(spelled) or b"\0", dtype=np.uint8)
         for token_id in added:
             self.added[token_id] = True
         self.phantom = phantom  # a `▁` is prepended to each piece
@@ -276,43 +273,49 @@ class Spelling:
         return ["".join(parts[bounds[k] : bounds[k + 1]]) for k in range(texts)]
 
     def offsets(self, pieces: Pieces, lengths: np.ndarray, ids: np.ndarray) -> np.ndarray | None:
-        """Character offsets of every token of these texts, or None where the spelling does not check out."""
+        """Character offsets of every token of these texts, or None where the spelling does not check out.
+
+        The plain tokens, spelled one after another, must give the pieces one after another (each
+        non-empty piece after its `▁` where one is prepended): a token's place in that spelled
+        stream, less where its piece starts there, is where it starts in its piece.
+        """
         if len(ids) and int(ids.max()) >= len(self.length):
             return None
         texts = len(lengths)
-        text_start, first_gap, gap_start, gap_end = pieces.text_start, pieces.first_gap, pieces.gap_start, pieces.gap_end
         is_added = self.added[ids]
-        text_of_token = np.repeat(np.arange(texts), lengths)
-        if not np.array_equal(ids[is_added], pieces.match_ids) or not np.array_equal(np.bincount(text_of_token[is_added], minlength=texts), np.bincount(pieces.match_text, minlength=texts)):
+        if not np.array_equal(ids[is_added], pieces.match_ids):
             return None
+        token_start = np.zeros(texts + 1, dtype=np.int64)
+        np.cumsum(lengths, out=token_start[1:])
+        added_upto = np.zeros(len(ids) + 1, dtype=np.int64)
+        np.cumsum(is_added, out=added_upto[1:])
+        if not np.array_equal(np.diff(added_upto[token_start]), np.bincount(pieces.match_text, minlength=texts)):
+            return None
+        # a plain token's piece: one per added token before it, and one per text before its own
+        texts_before = np.cumsum(np.bincount(token_start[1:-1], minlength=len(ids)))[: len(ids)] if texts > 1 else np.zeros(len(ids), dtype=np.int64)
+        plain = np.flatnonzero(~is_added)
+        gap = (added_upto[:-1] + texts_before)[plain]
+        size = self.length[ids[plain]]
+        begin = np.cumsum(size) - size  # where each plain token starts in the spelled stream
         raw = pieces.joined.encode("utf-8")
         char_byte, byte_char = _byte_maps(pieces.joined, raw)
-        # each plain token's piece: the text between the added tokens around it
-        added_before = np.cumsum(is_added) - is_added
-        token_start = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-        before_text = np.append(added_before, int(is_added.sum()))[token_start]  # added tokens before each text
-        plain = ~is_added
-        gap = (first_gap[text_of_token] + added_before - before_text[text_of_token])[plain]
-        size = self.length[ids[plain]]
-        begin = np.cumsum(size) - size
-        run = np.concatenate([[True], gap[1:] != gap[:-1]]) if len(gap) else np.zeros(0, dtype=bool)
-        within = begin - begin[np.flatnonzero(run)][np.cumsum(run) - 1]
-        gap_byte = char_byte(gap_start)
-        gap_bytes = char_byte(gap_end) - gap_byte
-        spelled = gap_bytes + np.where(gap_bytes > 0, int(self.phantom), 0)
-        if not np.array_equal(np.bincount(gap, weights=size, minlength=len(gap_start)).astype(np.int64), spelled):
+        gap_byte = char_byte(pieces.gap_start)
+        gap_bytes = char_byte(pieces.gap_end) - gap_byte
+        phantom = int(self.phantom)
+        spelled = gap_bytes + np.where(gap_bytes > 0, phantom, 0)  # each piece's bytes in the stream
+        if not np.array_equal(np.bincount(gap, weights=size, minlength=len(gap_byte)).astype(np.int64), spelled):
             return None
-        if not self._spells(ids[plain], size, begin, raw, gap_byte, gap_bytes):
+        if not self._spells(ids[plain], raw, gap_byte, gap_bytes):
             return None
         piece = gap_byte[gap]
-        first = byte_char(np.maximum(piece - int(self.phantom) + within, piece))
-        last = byte_char(np.maximum(piece - int(self.phantom) + within + size - 1, piece)) + 1
+        at = piece - phantom + begin - (np.cumsum(spelled) - spelled)[gap]  # the token's first byte in the joined text (the `▁` lead: before its piece)
         offsets = np.empty((len(ids), 2), dtype=np.int64)
-        base = text_start[text_of_token]
-        offsets[plain, 0] = first - base[plain]
-        offsets[plain, 1] = last - base[plain]
-        offsets[is_added, 0] = pieces.match_start - text_start[pieces.match_text]
-        offsets[is_added, 1] = pieces.match_end - text_start[pieces.match_text]
+        base = np.repeat(pieces.text_start, lengths)
+        offsets[plain, 0] = byte_char(np.maximum(at, piece)) - base[plain]
+        offsets[plain, 1] = byte_char(np.maximum(at + size - 1, piece)) + 1 - base[plain]
+        added = np.flatnonzero(is_added)
+        offsets[added, 0] = pieces.match_start - base[added]
+        offsets[added, 1] = pieces.match_end - base[added]
         return offsets
 
     def _token_id(self, matched: str) -> int:
@@ -322,13 +325,13 @@ class Spelling:
             self.matched[matched] = token_id
         return token_id
 
-    def _spells(self, ids: np.ndarray, size: np.ndarray, begin: np.ndarray, raw: bytes, gap_byte_start: np.ndarray, gap_bytes: np.ndarray) -> bool:
+    def _spells(self, ids: np.ndarray, raw: bytes, gap_byte: np.ndarray, gap_bytes: np.ndarray) -> bool:
         """The plain tokens, spelled out, are the pieces' bytes (each after a `▁` where one is prepended)."""
-        total = int(size.sum())
-        spelled = self.blob[np.repeat(self.start[ids] - begin, size) + np.arange(total)]
-        lead = b" " if self.phantom else b""
-        expected = b"".join(lead + raw[a : a + n] for a, n in zip(gap_byte_start.tolist(), gap_bytes.tolist()) if n)
-        return spelled.tobytes() == expected
+        spelled = b"".join(self.surface[ids].tolist())
+        pieces = [raw[a : a + n] for a, n in zip(gap_byte.tolist(), gap_bytes.tolist()) if n]
+        if not self.phantom:
+            return spelled == b"".join(pieces)
+        return spelled == b" " + b" ".join(pieces) if pieces else not spelled
 
 
 def _spec(part) -> dict | None:
