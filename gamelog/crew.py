@@ -109,6 +109,9 @@ class Crew:
             with one_tokenizer_thread():  # a fork after a tokenizer ran threads would disable them with a warning
                 for _ in range(self.workers - 1):
                     self.members.append(_Worker(context, self.task, [m.conn for m in self.members]))
+            if START == "fork":  # ready in milliseconds: wait, so that the first batches go to them, not all here
+                for member in self.members:
+                    member.started(wait=True)
         except BaseException:
             _stop(self.members)
             raise
@@ -130,10 +133,18 @@ class Crew:
         _stop(self.members)
 
 
-DEPTH = 2  # batches a worker holds: the one it runs and the next, so it does not wait for this process
+# Batches a worker holds (sent, their results not yet taken). A worker's finished results count
+# until this process takes them, between batches of its own (0.2 s each when packing chat): at 2,
+# a worker that finished both of its batches waited for this process to finish one, 0.06-0.08 s
+# several times a run (0.2 s of 4.8 s on 2 cores). At 4 it runs on; the batches and results out
+# are still bounded by AHEAD below.
+DEPTH = 4
 # Batches out (sent, or run here and waiting for an older one) per process at most: past that this
-# process waits for a slow worker instead of running on and holding ever more results.
-AHEAD = 4
+# process waits for a slow worker instead of running on and holding ever more results. While a
+# worker runs the DEPTH batches it holds, this process runs about as many of its own, whose results
+# wait behind the worker's oldest: at AHEAD 4 (8 out with one worker) it then waited, 0.3-1.3 s a
+# run; at 6 once at most, at the end.
+AHEAD = 6
 # Where the task weighs its batches (`weigh`: a batch's input in full batches, its bytes over the
 # reader's batch bytes), the batches out are also bounded to AHEAD full batches a process, so that
 # batches of one big record each (a book a batch) are not held AHEAD a process; each process still
@@ -244,9 +255,9 @@ class _Worker:
     def holds(self, slot: _Slot) -> bool:
         return bool(self.pending) and self.pending[0] is slot
 
-    def started(self) -> bool:
-        """Whether the worker has prepared its task (its first message says so)."""
-        if not self.is_started and self.conn.poll():
+    def started(self, wait: bool = False) -> bool:
+        """Whether the worker has prepared its task (its first message says so); `wait`: until it has."""
+        if not self.is_started and (wait or self.conn.poll()):
             self.is_started = self._message() == READY
         return self.is_started
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from itertools import chain, islice
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -285,6 +286,8 @@ def pack(episodes: str | Path, *, out: Path, options: PackOptions, on_progress=N
         template = choose_template(tok, options.template)
         prime(stage, tok)
         crew.start()  # forked workers start here, with this process's tokenizer and renderer
+        results = crew.run(episode_batches(Path(episodes)), batches)
+        first = list(islice(results, 1))  # the workers get their first batches now, not after the imports below
         # the writers and the records models (pydantic) load here, while the workers run batches
         from gamelog.pack.rows import PACKED_SCHEMA
         from gamelog.write.shards import REJECT_SCHEMA, ShardWriter, publishing, reject_table
@@ -292,7 +295,7 @@ def pack(episodes: str | Path, *, out: Path, options: PackOptions, on_progress=N
         shards = ShardWriter(out, "part", PACKED_SCHEMA, shard_rows=options.shard_rows)
         rejects = ShardWriter(out, "rejects", REJECT_SCHEMA, shard_rows=0, single=True)
         with publishing(out, shards, rejects):
-            for result in crew.run(episode_batches(Path(episodes)), batches):
+            for result in chain(first, results):
                 counts.add(result.counts)
                 if result.rejects:
                     rejects.write(reject_table(result.rejects))
