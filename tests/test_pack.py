@@ -208,6 +208,26 @@ def test_output_is_the_same_bytes_for_any_worker_count(episodes, tmp_path):
     assert validate(tmp_path / "2").valid
 
 
+def test_the_last_batches_are_read_in_parts_that_the_plan_counts(episodes, monkeypatch):
+    """The processes share out the end of the input in small batches: the last FINER[0] batches come
+    in parts of ENCODE_BATCH / FINER[1] episodes, the plan counts them exactly (the crew keeps the last
+    batches in the main process by that count), and every episode comes once, in order."""
+    import gamelog.pack as packing
+    from gamelog.pack import ENCODE_BATCH, batch_plan, episode_batches, finer_at_end
+
+    monkeypatch.setattr(packing, "FINER", FINER := (2, 4))  # the chat episodes are 3 batches: the first stays whole
+    plan = batch_plan(episodes["chat"])
+    whole = list(episode_batches(episodes["chat"]))
+    parts = list(finer_at_end(iter(whole), plan))
+    assert plan.sizes == [b.num_rows for b in whole] and plan.count == len(whole) > FINER[0]
+    assert len(parts) == plan.read > len(whole)
+    kept = len(whole) - FINER[0]
+    assert [b.num_rows for b in parts[:kept]] == [b.num_rows for b in whole[:kept]]
+    assert max(b.num_rows for b in parts[kept:]) <= ENCODE_BATCH // FINER[1]
+    ids = lambda batches: [i for b in batches for i in b.column("episode_id").to_pylist()]
+    assert ids(parts) == ids(whole)
+
+
 @pytest.mark.parametrize("start", ["fork", "spawn"])
 def test_workers_end_by_themselves_however_they_start(episodes, monkeypatch, start):
     """A forked worker inherits this process's ends of its own and the other workers' pipes and must
@@ -593,7 +613,7 @@ def test_batches_of_long_documents_are_cut_by_their_text(books):
     with their encodings, would bound nothing. A file of long episodes is read fewer episodes at a
     time, and each batch read is cut where its text passes BATCH_TEXT. The parts are the batches, in
     order; the count from the footers matches; the text sizes are the moves' UTF-8 bytes."""
-    from gamelog.pack import BATCH_TEXT, ENCODE_BATCH, _episode_batches, _footer_plan, batch_count, episode_batches, text_bytes
+    from gamelog.pack import BATCH_TEXT, ENCODE_BATCH, _episode_batches, _footer_plan, batch_plan, episode_batches, text_bytes
     from gamelog.write.atomic import episode_files
 
     (file,) = episode_files(books)
@@ -608,7 +628,7 @@ def test_batches_of_long_documents_are_cut_by_their_text(books):
         assert sizes.tolist() == expected
         assert sizes.sum() <= BATCH_TEXT or batch.num_rows == 1
     assert [int((text_bytes(b) > 900_000).sum()) for b in cut if (text_bytes(b) > 900_000).any()] == [1, 1, 1]  # no two books in a batch
-    assert len(cut) > len(whole) and len(cut) <= batch_count(books) <= len(cut) + len(whole)  # from above: the crew's workers are not stopped early
+    assert len(cut) > len(whole) and len(cut) <= batch_plan(books).count <= len(cut) + len(whole)  # from above: the crew's workers are not stopped early
 
 
 def test_a_window_of_long_episodes_closes_by_its_tokens(books, tmp_path, monkeypatch):

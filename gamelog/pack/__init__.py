@@ -141,6 +141,24 @@ def text_bytes(batch: pa.RecordBatch) -> np.ndarray:
     return (ends[bounds[1:]] - ends[bounds[:-1]]).astype(np.int64)
 
 
+# The last FINER[0] batches of a run are read in parts of ENCODE_BATCH / FINER[1] episodes, so that
+# the processes share out the end of the input in small batches and finish close together: in whole
+# batches (0.05-0.35 s each when packing chat) the main process waited 0.1-0.2 s for a worker's last
+# ones. The cut depends on the input only, so the output is the same for any --workers.
+FINER = (4, 4)
+
+
+def finer_at_end(batches: Iterator[pa.RecordBatch], plan: BatchPlan) -> Iterator[pa.RecordBatch]:
+    """The batches, the last FINER[0] cut in parts (where the plan knows which are the last)."""
+    cut_from = len(plan.sizes) - FINER[0] if plan.sizes is not None else None
+    step = ENCODE_BATCH // FINER[1]
+    for k, batch in enumerate(batches):
+        if cut_from is None or k < cut_from:
+            yield batch
+        else:
+            yield from (batch.slice(start, step) for start in range(0, batch.num_rows, step))
+
+
 def read_windows(path: Path, window: int):
     """Episodes as Python rows in windows of at most `window` (the preference objective's reader)."""
     batch: list[dict] = []
@@ -159,7 +177,24 @@ def workers_for(options: PackOptions, batches: float) -> int:
     return 1 if wanted > 1 and batches <= 2 else wanted
 
 
-def batch_count(episodes: Path) -> int:
+@dataclass(frozen=True)
+class BatchPlan:
+    """The batches a run reads: how many, and each one's episodes where that is exact."""
+
+    count: int
+    sizes: list[int] | None  # None where batches of long episodes may be cut again by their text
+
+    @property
+    def read(self) -> int:
+        """Batches handed to the crew: `count`, with the last ones in parts (see finer_at_end)."""
+        if self.sizes is None:
+            return self.count
+        step = ENCODE_BATCH // FINER[1]
+        last = self.sizes[-FINER[0] :]
+        return self.count - len(last) + sum(-(-size // step) for size in last)
+
+
+def batch_plan(episodes: Path) -> BatchPlan:
     """Batches the run will read (cut per file), from the files' footers: its episodes in batches of
     `_footer_plan`'s rows; where those are fewer than ENCODE_BATCH (long episodes, whose batches may
     be cut again) an estimate from above, with a cut for every BATCH_TEXT of text: the crew then
@@ -168,11 +203,16 @@ def batch_count(episodes: Path) -> int:
     from gamelog.write.atomic import episode_files, episode_rows
 
     episode_rows(episodes)  # each footer read: raw data or a damaged file stops here, with its name
-    count = 0
+    count, sizes = 0, []
     for file in episode_files(episodes):
         rows, text, batch = _footer_plan(file)
-        count += -(-rows // batch) + (-(-text // BATCH_TEXT) if 1 < batch < ENCODE_BATCH else 0)  # a batch of one is never cut
-    return count
+        estimated = 1 < batch < ENCODE_BATCH  # a batch of one is never cut
+        count += -(-rows // batch) + (-(-text // BATCH_TEXT) if estimated else 0)
+        if estimated or sizes is None:
+            sizes = None
+        else:
+            sizes += [batch] * (rows // batch) + ([rows % batch] if rows % batch else [])
+    return BatchPlan(count, sizes)
 
 
 def _footer_plan(file: Path) -> tuple[int, int, int]:
@@ -280,13 +320,13 @@ def pack(episodes: str | Path, *, out: Path, options: PackOptions, on_progress=N
     stage = stage_for(options, options.template)  # each process resolves the template from its tokenizer
     counts = PackCounts()
     window = Window(options)
-    batches = batch_count(Path(episodes))
-    with Crew(stage, workers_for(options, batches)) as crew:  # spawned workers load while this process does
+    plan = batch_plan(Path(episodes))
+    with Crew(stage, workers_for(options, plan.count)) as crew:  # spawned workers load while this process does
         tok = load_tokenizer(options.tokenizer)
         template = choose_template(tok, options.template)
         prime(stage, tok)
         crew.start()  # forked workers start here, with this process's tokenizer and renderer
-        results = crew.run(episode_batches(Path(episodes)), batches)
+        results = crew.run(finer_at_end(episode_batches(Path(episodes)), plan), plan.read)
         first = list(islice(results, 1))  # the workers get their first batches now, not after the imports below
         # the writers and the records models (pydantic) load here, while the workers run batches
         from gamelog.pack.rows import PACKED_SCHEMA
