@@ -182,8 +182,9 @@ class Spelling:
         by_id = [b""] * size
         for token_id, spelled in surfaces.items():
             by_id[token_id] = spelled
-        self.surface = np.fromiter(by_id, dtype=object, count=size)  # each id's bytes (b"" for an unused id), to spell many at once
         self.length = np.fromiter(map(len, by_id), dtype=np.int64, count=size)
+        self.start = np.cumsum(self.length) - self.length  # each id's bytes in the blob (an unused id: none)
+        self.blob = np.frombuffer(b"".join(by_id) or b"\0", dtype=np.uint8)
         self.added = np.zeros(size, dtype=bool)
         for token_id in added:
             self.added[token_id] = True
@@ -305,7 +306,7 @@ class Spelling:
         spelled = gap_bytes + np.where(gap_bytes > 0, phantom, 0)  # each piece's bytes in the stream
         if not np.array_equal(np.bincount(gap, weights=size, minlength=len(gap_byte)).astype(np.int64), spelled):
             return None
-        if not self._spells(ids[plain], raw, gap_byte, gap_bytes):
+        if not self._spells(ids[plain], size, begin, raw, gap_byte, gap_bytes):
             return None
         piece = gap_byte[gap]
         at = piece - phantom + begin - (np.cumsum(spelled) - spelled)[gap]  # the token's first byte in the joined text (the `▁` lead: before its piece)
@@ -325,13 +326,15 @@ class Spelling:
             self.matched[matched] = token_id
         return token_id
 
-    def _spells(self, ids: np.ndarray, raw: bytes, gap_byte: np.ndarray, gap_bytes: np.ndarray) -> bool:
-        """The plain tokens, spelled out, are the pieces' bytes (each after a `▁` where one is prepended)."""
-        spelled = b"".join(self.surface[ids].tolist())
+    def _spells(self, ids: np.ndarray, size: np.ndarray, begin: np.ndarray, raw: bytes, gap_byte: np.ndarray, gap_bytes: np.ndarray) -> bool:
+        """The plain tokens, spelled out, are the pieces' bytes (each after a `▁` where one is prepended).
+        The spelling is one gather of every byte from the blob (a `bytes.join` of each token's bytes
+        took half as long again)."""
+        spelled = self.blob[np.repeat(self.start[ids] - begin, size) + np.arange(int(size.sum()))]
         pieces = [raw[a : a + n] for a, n in zip(gap_byte.tolist(), gap_bytes.tolist()) if n]
         if not self.phantom:
-            return spelled == b"".join(pieces)
-        return spelled == b" " + b" ".join(pieces) if pieces else not spelled
+            return spelled.tobytes() == b"".join(pieces)
+        return spelled.tobytes() == (b" " + b" ".join(pieces) if pieces else b"")
 
 
 def _spec(part) -> dict | None:
