@@ -81,6 +81,17 @@ def one_tokenizer_thread():
             os.environ["TOKENIZERS_PARALLELISM"] = before
 
 
+DEPTH = 2  # batches a worker holds by default (sent, their results not yet taken): the one it runs and the next
+# Batches out (sent, or run here and waiting for an older one) per process at most, by default: past
+# that this process waits for a slow worker instead of running on and holding ever more results.
+# A task whose batches run long passes more of both (`Crew(..., depth=, ahead=)`; see gamelog.pack).
+AHEAD = 4
+# Where the task weighs its batches (`weigh`: a batch's input in full batches, its bytes over the
+# reader's batch bytes), the batches out are also bounded to AHEAD full batches a process, so that
+# batches of one big record each (a book a batch) are not held AHEAD a process; each process still
+# gets one batch, whatever its size.
+
+
 class Crew:
     """The processes of a run: this one and `workers - 1` workers. Forked workers start when `start`
     or `run` is first called, after this process has loaded its tools; spawned ones start at once,
@@ -93,9 +104,10 @@ class Crew:
     instead of waiting on it.
     """
 
-    def __init__(self, task: Callable[[Any], Any], workers: int):
+    def __init__(self, task: Callable[[Any], Any], workers: int, *, depth: int = DEPTH, ahead: int = AHEAD):
         self.task = task
         self.workers = workers
+        self.depth, self.ahead = depth, ahead
         self.members: list[_Worker] = []
         if START == "spawn":  # a spawned worker loads for half a second: start it before this process loads
             self.start()
@@ -124,31 +136,13 @@ class Crew:
                 for batch in batches:
                     yield _run_here(self.task, batch)
                 return
-            yield from _share(self.task, self.members, iter(batches), total, getattr(self.task, "weigh", None))
+            yield from _share(self.task, self.members, iter(batches), total, getattr(self.task, "weigh", None), self.depth, self.ahead)
 
     def __enter__(self) -> Crew:
         return self
 
     def __exit__(self, *exc) -> None:
         _stop(self.members)
-
-
-# Batches a worker holds (sent, their results not yet taken). A worker's finished results count
-# until this process takes them, between batches of its own (0.2 s each when packing chat): at 2,
-# a worker that finished both of its batches waited for this process to finish one, 0.06-0.08 s
-# several times a run (0.2 s of 4.8 s on 2 cores). At 4 it runs on; the batches and results out
-# are still bounded by AHEAD below.
-DEPTH = 4
-# Batches out (sent, or run here and waiting for an older one) per process at most: past that this
-# process waits for a slow worker instead of running on and holding ever more results. While a
-# worker runs the DEPTH batches it holds, this process runs about as many of its own, whose results
-# wait behind the worker's oldest: at AHEAD 4 (8 out with one worker) it then waited, 0.3-1.3 s a
-# run; at 6 once at most, at the end.
-AHEAD = 6
-# Where the task weighs its batches (`weigh`: a batch's input in full batches, its bytes over the
-# reader's batch bytes), the batches out are also bounded to AHEAD full batches a process, so that
-# batches of one big record each (a book a batch) are not held AHEAD a process; each process still
-# gets one batch, whatever its size.
 
 
 @dataclass
@@ -160,7 +154,7 @@ class _Slot:
     here: bool = False  # run by this process
 
 
-def _share(task, crew: list[_Worker], batches: Iterator, total: float = float("inf"), weigh: Callable[[Any], float] | None = None) -> Iterator:
+def _share(task, crew: list[_Worker], batches: Iterator, total: float = float("inf"), weigh: Callable[[Any], float] | None = None, depth: int = DEPTH, ahead: int = AHEAD) -> Iterator:
     """Results in input order; `total` (the batch count, when known) lets the last batches stay
     here, so that this process and the workers finish together instead of one waiting for the other.
     With `weigh` (a batch's input in full batches) the batches out are bounded by their input too (see AHEAD)."""
@@ -169,7 +163,7 @@ def _share(task, crew: list[_Worker], batches: Iterator, total: float = float("i
     handed = 0
     out = 0.0  # the weight of the batches out
     here = 0  # batches run here and not yet given
-    light = lambda: weigh is None or out < AHEAD * (len(crew) + 1)  # each process still gets one batch, whatever its weight
+    light = lambda: weigh is None or out < ahead * (len(crew) + 1)  # each process still gets one batch, whatever its weight
 
     def taken(slot: _Slot, batch) -> _Slot:
         nonlocal out, handed
@@ -184,7 +178,7 @@ def _share(task, crew: list[_Worker], batches: Iterator, total: float = float("i
         for worker in crew:
             while worker.held and worker.ready():  # take results as they come: the worker gets its next batch sooner
                 worker.receive()
-            while left and worker.started() and worker.held < DEPTH and total - handed > sum(w.held for w in crew) + 1 and (not worker.held or light()):
+            while left and worker.started() and worker.held < depth and total - handed > sum(w.held for w in crew) + 1 and (not worker.held or light()):
                 if (batch := next(batches, None)) is None:
                     left = False
                     _stop(crew, wait=False)  # nothing more to send: idle workers may end
@@ -195,7 +189,7 @@ def _share(task, crew: list[_Worker], batches: Iterator, total: float = float("i
             out -= slot.weight
             here -= slot.here
             yield slot.result
-        elif left and len(slots) < AHEAD * (len(crew) + 1) and (not here or light()):  # the oldest batch is still out (or none is): run one here
+        elif left and len(slots) < ahead * (len(crew) + 1) and (not here or light()):  # the oldest batch is still out (or none is): run one here
             if (batch := next(batches, None)) is not None:
                 here += 1
                 taken(_Slot(here=True), batch).result = _run_here(task, batch)

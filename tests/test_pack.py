@@ -557,19 +557,25 @@ def test_the_main_process_and_its_workers_share_batches_and_results_keep_input_o
         assert max(crew[0].ran + crew[1].ran) < 38  # (with the count unknown, batch 38 goes to a worker)
 
 
-def test_the_main_process_runs_ahead_of_a_slow_worker_by_a_bounded_number_of_batches(monkeypatch):
+@pytest.mark.parametrize("bounds", ["default", "pack"])
+def test_the_main_process_runs_ahead_of_a_slow_worker_by_a_bounded_number_of_batches(monkeypatch, bounds):
     """Results are given in input order, so what the main process runs while a worker holds the
-    oldest batch waits in memory: past AHEAD batches a process it waits for the worker instead."""
+    oldest batch waits in memory: past `ahead` batches a process (AHEAD by default, pack's CREW
+    for pack) it waits for the worker instead; a worker holds at most `depth` batches."""
     from gamelog import crew as crews
+    from gamelog.pack import CREW
 
+    depth, ahead = (crews.DEPTH, crews.AHEAD) if bounds == "default" else (CREW["depth"], CREW["ahead"])
     here = []
     monkeypatch.setattr(crews, "_run_here", lambda task, batch: here.append(batch) or Encoded(segments=[], rejects=[batch]))
     crew = [_SlowWorker(0, 10**6), _SlowWorker(0, 10**6)]  # they never answer by themselves: only when waited for
-    waiting = []
-    for k, result in enumerate(crews._share(None, crew, iter(range(200)))):
+    waiting, held = [], []
+    for k, result in enumerate(crews._share(None, crew, iter(range(200)), depth=depth, ahead=ahead)):
         assert result.rejects[0] == k
         waiting.append(len(here) - sum(1 for b in here if b <= k))  # run here, not yet given
-    assert max(waiting) <= crews.AHEAD * (len(crew) + 1) and len(here) > 0
+        held.append(max(w.held for w in crew))
+    assert max(waiting) <= ahead * (len(crew) + 1) and len(here) > 0
+    assert max(held) == depth  # a slow worker is kept full, and no fuller
 
 
 @pytest.mark.parametrize("weight", [None, 0.5, 1.0, 2.5, 4.0])

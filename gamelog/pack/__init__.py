@@ -232,6 +232,16 @@ def _footer_plan(file: Path) -> tuple[int, int, int]:
     return rows, text, max(1, min(ENCODE_BATCH, rows * BATCH_TEXT // max(text, 1)))
 
 
+# Batches a worker holds and batches a process has out (gamelog.crew's defaults, 2 and 4, are
+# convert's, whose batches take about 10 ms). A pack batch takes 0.05-0.35 s, and a worker's finished
+# results count as held until the main process takes them, between batches of its own: at 2 the
+# worker waited on it, 0.06-0.08 s several times a run (0.2 s of 4.8 s on 2 cores); at 4 it runs on.
+# The main process then runs about as many batches as the worker holds, whose results wait behind
+# the worker's oldest: at 4 out a process (8 with one worker) it waited 0.3-1.3 s a run, at 6 once
+# at most. Convert keeps the defaults: more out raised the peak of converting every shared file ten
+# times over (benchmarks/convert_memory.py) past 1.2 times the 1x run's.
+CREW = {"depth": 4, "ahead": 6}
+
 ROW_GROUP = 128  # packed rows per written table (one Parquet row group): bounds the memory of writing a window
 # A window also closes once its segments hold window * seq_len / WINDOW_ROWS tokens (20 M at the
 # defaults): as many as window / WINDOW_ROWS full rows, plenty for best-fit decreasing, and a bound
@@ -321,7 +331,7 @@ def pack(episodes: str | Path, *, out: Path, options: PackOptions, on_progress=N
     counts = PackCounts()
     window = Window(options)
     plan = batch_plan(Path(episodes))
-    with Crew(stage, workers_for(options, plan.count)) as crew:  # spawned workers load while this process does
+    with Crew(stage, workers_for(options, plan.count), **CREW) as crew:  # spawned workers load while this process does
         tok = load_tokenizer(options.tokenizer)
         template = choose_template(tok, options.template)
         prime(stage, tok)
