@@ -235,12 +235,13 @@ def _footer_plan(file: Path) -> tuple[int, int, int]:
 # Batches a worker holds and batches a process has out (gamelog.crew's defaults, 2 and 4, are
 # convert's, whose batches take about 10 ms). A pack batch takes 0.05-0.35 s, and a worker's finished
 # results count as held until the main process takes them, between batches of its own: at 2 the
-# worker waited on it, 0.06-0.08 s several times a run (0.2 s of 4.8 s on 2 cores); at 4 it runs on.
+# worker waited on it, 0.06-0.08 s several times a run (0.2 s of 4.8 s on 2 cores); at 3 it runs on.
 # The main process then runs about as many batches as the worker holds, whose results wait behind
-# the worker's oldest: at 4 out a process (8 with one worker) it waited 0.3-1.3 s a run, at 6 once
-# at most. Convert keeps the defaults: more out raised the peak of converting every shared file ten
-# times over (benchmarks/convert_memory.py) past 1.2 times the 1x run's.
-CREW = {"depth": 4, "ahead": 6}
+# the worker's oldest: at 4 out a process it waited for the worker, at 5 seldom. 4 held and 6 out
+# waited no less, and held 14 MiB more at the peak of a 10x pack (333-341 against 317-319 MiB).
+# Convert keeps the defaults: more out raised the peak of converting every shared file ten times
+# over (benchmarks/convert_memory.py) past 1.2 times the 1x run's.
+CREW = {"depth": 3, "ahead": 5}
 
 ROW_GROUP = 128  # packed rows per written table (one Parquet row group): bounds the memory of writing a window
 # A window also closes once its segments hold window * seq_len / WINDOW_ROWS tokens (20 M at the
