@@ -2,8 +2,9 @@
 
     manifest = pack("out/glaive", out=Path("shards"), options=PackOptions(tokenizer="tok/", seq_len=4096))
 
-Episodes stream in batches of 512 (fewer where they are long: BATCH_TEXT) to `workers` processes
-(the main process and the workers it starts, `gamelog.crew`, each running `gamelog.pack.workers`),
+Episodes stream in batches of 512 (fewer where they are long: BATCH_TEXT; the last few in parts:
+`finer_at_end`) to `workers` processes (the main process and the workers it starts, `gamelog.crew`
+with `CREW`'s bounds, each running `gamelog.pack.workers`),
 which render, encode, mask, verify and fit them to seq_len by the overflow policy; the main
 process gathers their segments in input order into windows of `window` episodes (fewer where they
 are long: `Window`), packs each window best-fit decreasing into rows and writes them as they are
