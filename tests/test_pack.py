@@ -209,21 +209,22 @@ def test_output_is_the_same_bytes_for_any_worker_count(episodes, tmp_path):
 
 
 def test_the_last_batches_are_read_in_parts_that_the_plan_counts(episodes, monkeypatch):
-    """The processes share out the end of the input in small batches: the last FINER[0] batches come
-    in parts of ENCODE_BATCH / FINER[1] episodes, the plan counts them exactly (the crew keeps the last
+    """The processes share out the end of the input in small batches: the last FINER_BATCHES batches
+    come in parts of FINER_ROWS episodes, the plan counts them exactly (the crew keeps the last
     batches in the main process by that count), and every episode comes once, in order."""
     import gamelog.pack as packing
-    from gamelog.pack import ENCODE_BATCH, batch_plan, episode_batches, finer_at_end
+    from gamelog.pack import FINER_ROWS, batch_plan, episode_batches, finer_at_end
 
-    monkeypatch.setattr(packing, "FINER", FINER := (2, 4))  # the chat episodes are 3 batches: the first stays whole
+    monkeypatch.setattr(packing, "FINER_BATCHES", 2)  # the chat episodes are 3 batches: the first stays whole
     plan = batch_plan(episodes["chat"])
     whole = list(episode_batches(episodes["chat"]))
     parts = list(finer_at_end(iter(whole), plan))
-    assert plan.sizes == [b.num_rows for b in whole] and plan.count == len(whole) > FINER[0]
+    assert plan.sizes == [b.num_rows for b in whole] and plan.count == len(whole) > 2
     assert len(parts) == plan.read > len(whole)
-    kept = len(whole) - FINER[0]
+    kept = len(whole) - 2
+    assert plan.cut_from == kept
     assert [b.num_rows for b in parts[:kept]] == [b.num_rows for b in whole[:kept]]
-    assert max(b.num_rows for b in parts[kept:]) <= ENCODE_BATCH // FINER[1]
+    assert max(b.num_rows for b in parts[kept:]) <= FINER_ROWS
     ids = lambda batches: [i for b in batches for i in b.column("episode_id").to_pylist()]
     assert ids(parts) == ids(whole)
 

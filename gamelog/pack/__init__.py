@@ -142,22 +142,21 @@ def text_bytes(batch: pa.RecordBatch) -> np.ndarray:
     return (ends[bounds[1:]] - ends[bounds[:-1]]).astype(np.int64)
 
 
-# The last FINER[0] batches of a run are read in parts of ENCODE_BATCH / FINER[1] episodes, so that
-# the processes share out the end of the input in small batches and finish close together: in whole
+# The last FINER_BATCHES batches of a run are read in parts of FINER_ROWS episodes, so that the
+# processes share out the end of the input in small batches and finish close together: in whole
 # batches (0.05-0.35 s each when packing chat) the main process waited 0.1-0.2 s for a worker's last
 # ones. The cut depends on the input only, so the output is the same for any --workers.
-FINER = (4, 4)
+FINER_BATCHES = 4
+FINER_ROWS = ENCODE_BATCH // 4
 
 
 def finer_at_end(batches: Iterator[pa.RecordBatch], plan: BatchPlan) -> Iterator[pa.RecordBatch]:
-    """The batches, the last FINER[0] cut in parts (where the plan knows which are the last)."""
-    cut_from = len(plan.sizes) - FINER[0] if plan.sizes is not None else None
-    step = ENCODE_BATCH // FINER[1]
+    """The batches, the last FINER_BATCHES in parts of FINER_ROWS (where the plan knows which are the last)."""
     for k, batch in enumerate(batches):
-        if cut_from is None or k < cut_from:
+        if plan.cut_from is None or k < plan.cut_from:
             yield batch
         else:
-            yield from (batch.slice(start, step) for start in range(0, batch.num_rows, step))
+            yield from (batch.slice(start, FINER_ROWS) for start in range(0, batch.num_rows, FINER_ROWS))
 
 
 def read_windows(path: Path, window: int):
@@ -186,13 +185,16 @@ class BatchPlan:
     sizes: list[int] | None  # None where batches of long episodes may be cut again by their text
 
     @property
+    def cut_from(self) -> int | None:
+        """The first batch read in parts (see finer_at_end); None where the sizes are not exact."""
+        return None if self.sizes is None else max(0, len(self.sizes) - FINER_BATCHES)
+
+    @property
     def read(self) -> int:
-        """Batches handed to the crew: `count`, with the last ones in parts (see finer_at_end)."""
-        if self.sizes is None:
+        """Batches handed to the crew: `count`, with the last ones in parts."""
+        if self.cut_from is None:
             return self.count
-        step = ENCODE_BATCH // FINER[1]
-        last = self.sizes[-FINER[0] :]
-        return self.count - len(last) + sum(-(-size // step) for size in last)
+        return self.cut_from + sum(-(-size // FINER_ROWS) for size in self.sizes[self.cut_from :])
 
 
 def batch_plan(episodes: Path) -> BatchPlan:

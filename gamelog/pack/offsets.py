@@ -178,14 +178,16 @@ class Spelling:
     """What each token id spells, in bytes, for a tokenizer whose family is understood."""
 
     def __init__(self, surfaces: dict[int, bytes], added: dict[int, tuple[str, bool]], phantom: bool):
-        size = max(surfaces) + 1
-        by_id = [b""] * size
-        for token_id, spelled in surfaces.items():
-            by_id[token_id] = spelled
-        self.length = np.fromiter(map(len, by_id), dtype=np.int64, count=size)
-        self.start = np.cumsum(self.length) - self.length  # each id's bytes in the blob (an unused id: none)
-        self.blob = np.frombuffer(b"".join(by_id) or b"\0", dtype=np.uint8)
+        ids = np.fromiter(surfaces, dtype=np.int64, count=len(surfaces))
+        spelled = list(surfaces.values())
+        lengths = np.fromiter(map(len, spelled), dtype=np.int64, count=len(spelled))
+        size = int(ids.max()) + 1
+        self.length = np.zeros(size, dtype=np.int64)
+        self.start = np.zeros(size, dtype=np.int64)
         self.added = np.zeros(size, dtype=bool)
+        self.length[ids] = lengths
+        self.start[ids] = np.cumsum(lengths) - lengths  # each id's bytes in the blob, in the dict's order
+        self.blob = np.frombuffer(b"".join(spelled) or b"\0", dtype=np.uint8)
         for token_id in added:
             self.added[token_id] = True
         self.phantom = phantom  # a `▁` is prepended to each piece
@@ -327,9 +329,7 @@ class Spelling:
         return token_id
 
     def _spells(self, ids: np.ndarray, size: np.ndarray, begin: np.ndarray, raw: bytes, gap_byte: np.ndarray, gap_bytes: np.ndarray) -> bool:
-        """The plain tokens, spelled out, are the pieces' bytes (each after a `▁` where one is prepended).
-        The spelling is one gather of every byte from the blob (a `bytes.join` of each token's bytes
-        took half as long again)."""
+        """The plain tokens, spelled out, are the pieces' bytes (each after a `▁` where one is prepended)."""
         spelled = self.blob[np.repeat(self.start[ids] - begin, size) + np.arange(int(size.sum()))]
         pieces = [raw[a : a + n] for a, n in zip(gap_byte.tolist(), gap_bytes.tolist()) if n]
         if not self.phantom:
