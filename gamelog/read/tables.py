@@ -36,7 +36,8 @@ def read_parquet(path: Path, **_) -> Iterator[list[Item]]:
 
     read = 0
     try:
-        for items in _rows(pq.ParquetFile(path).iter_batches(batch_size=BATCH_SIZE)):
+        # on this thread: the crew's processes have the cores (as gamelog.pack reads its episodes)
+        for items in _rows(pq.ParquetFile(path).iter_batches(batch_size=BATCH_SIZE, use_threads=False)):
             read += len(items)
             yield items
     except (pa.ArrowException, OSError) as exc:
