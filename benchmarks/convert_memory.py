@@ -61,7 +61,7 @@ def workload(folder: Path, times: int) -> Path:
 
 def measure(inputs: Path, out: Path, *extra: str) -> tuple[float, float, dict]:
     """Peak RSS (MiB; `speed.measured`: not floored at this process's peak), seconds and report of one convert."""
-    done, rss, seconds = measured([sys.executable, "-m", "gamelog.cli", "convert", str(inputs), "--out", str(out), *extra])
+    done, rss, seconds, _ = measured([sys.executable, "-m", "gamelog.cli", "convert", str(inputs), "--out", str(out), *extra])
     if done.returncode != 0:
         raise SystemExit(f"gamelog convert failed on {inputs}: {done.stderr[-800:]}")
     report = json.loads((out / "report.json").read_text())

@@ -26,7 +26,7 @@ from speed import SEQ_LEN, TOKENIZER, machine, measured, workload  # noqa: E402
 
 def peak(*args: str) -> tuple[float, float]:
     """Peak RSS (MiB) and seconds of one gamelog command (`speed.measured`: not floored at this process's peak)."""
-    done, rss, seconds = measured([sys.executable, "-m", "gamelog.cli", *args])
+    done, rss, seconds, _ = measured([sys.executable, "-m", "gamelog.cli", *args])
     if done.returncode != 0:
         raise SystemExit(f"gamelog {args[0]} failed: {done.stderr[-800:]}")
     return rss, seconds

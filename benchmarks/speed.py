@@ -111,29 +111,30 @@ if pid == 0:
     os.execvp(sys.argv[2], sys.argv[2:])
 _, status, usage = os.wait4(pid, 0)
 with open(sys.argv[1], "w") as measures:
-    measures.write(f"{usage.ru_maxrss} {time.perf_counter() - started}")
+    measures.write(f"{usage.ru_maxrss} {time.perf_counter() - started} {usage.ru_utime + usage.ru_stime}")
 code = os.waitstatus_to_exitcode(status)
 sys.exit(code if code >= 0 else 128 - code)
 """
 
 
-def measured(command: list[str], env: dict | None = None) -> tuple[subprocess.CompletedProcess, float, float]:
+def measured(command: list[str], env: dict | None = None) -> tuple[subprocess.CompletedProcess, float, float, float]:
     """Run a command: its output and exit status, its peak RSS in MiB (the largest of it and the
-    children it waited for, not floored at this process's) and its seconds (the starter's own start excluded)."""
+    children it waited for, not floored at this process's), its seconds (the starter's own start
+    excluded) and its CPU seconds (user and system, its own and its children's)."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, tempfile.NamedTemporaryFile("r") as measures:
         done = subprocess.run([sys.executable, "-c", STARTER, measures.name, *command], stdout=out, stderr=err, env=env)
         out.seek(0)
         err.seek(0)
-        kib, seconds = (measures.read() or "0 0").split()
-        return subprocess.CompletedProcess(command, done.returncode, out.read().decode(), err.read().decode()), int(kib) / 1024, float(seconds)
+        kib, seconds, cpu = (measures.read() or "0 0 0").split()
+        return subprocess.CompletedProcess(command, done.returncode, out.read().decode(), err.read().decode()), int(kib) / 1024, float(seconds), float(cpu)
 
 
-def gamelog(*args: str) -> tuple[subprocess.CompletedProcess, float, float]:
-    """One gamelog command: its output, peak RSS (MiB) and seconds."""
-    done, peak, seconds = measured([sys.executable, "-m", "gamelog.cli", *args])
+def gamelog(*args: str) -> tuple[subprocess.CompletedProcess, float, float, float]:
+    """One gamelog command: its output, peak RSS (MiB), seconds and CPU seconds."""
+    done, peak, seconds, cpu = measured([sys.executable, "-m", "gamelog.cli", *args])
     if done.returncode != 0:
         raise SystemExit(f"gamelog {args[0]} failed: {done.stderr[-800:]}")
-    return done, peak, seconds
+    return done, peak, seconds, cpu
 
 
 def workload(folder: Path, conversations: int) -> Path:
@@ -156,11 +157,11 @@ def workload(folder: Path, conversations: int) -> Path:
 
 
 def run_gamelog(path: Path, folder: Path) -> dict:
-    _, convert_peak, convert = gamelog("convert", str(path), "--dedup", "none", "--out", str(folder / "episodes"))
-    _, pack_peak, pack = gamelog("pack", str(folder / "episodes"), "--tokenizer", str(TOKENIZER), "--seq-len", str(SEQ_LEN), "--out", str(folder / "shards"))
+    _, convert_peak, convert, convert_cpu = gamelog("convert", str(path), "--dedup", "none", "--out", str(folder / "episodes"))
+    _, pack_peak, pack, pack_cpu = gamelog("pack", str(folder / "episodes"), "--tokenizer", str(TOKENIZER), "--seq-len", str(SEQ_LEN), "--out", str(folder / "shards"))
     manifest = json.loads((folder / "shards" / "manifest.json").read_text())
     counts = manifest["counts"]
-    return {"seconds": convert + pack, "convert": convert, "tokens": counts["tokens_total"], "rows": counts["rows"], "truncated": counts["tokens_truncated"], "dropped": counts["tokens_dropped"], "peak": max(convert_peak, pack_peak)}
+    return {"seconds": convert + pack, "convert": convert, "cpu": convert_cpu + pack_cpu, "convert_cpu": convert_cpu, "tokens": counts["tokens_total"], "rows": counts["rows"], "truncated": counts["tokens_truncated"], "dropped": counts["tokens_dropped"], "peak": max(convert_peak, pack_peak)}
 
 
 def cold_cache(folder: Path) -> dict:
@@ -175,7 +176,7 @@ def run_trl(path: Path, folder: Path) -> dict | None:
         import trl  # noqa: F401
     except ImportError:
         return None
-    done, peak, _ = measured([sys.executable, "-c", TRL_SCRIPT, str(TOKENIZER), str(path), str(folder / "trl"), str(SEQ_LEN)], env=cold_cache(folder))
+    done, peak, _, _ = measured([sys.executable, "-c", TRL_SCRIPT, str(TOKENIZER), str(path), str(folder / "trl"), str(SEQ_LEN)], env=cold_cache(folder))
     if done.returncode != 0:
         print(f"TRL failed: {done.stderr[-800:]}")
         return None
@@ -188,7 +189,7 @@ def run_llamafactory(path: Path, folder: Path) -> dict | None:
         return None
     info = {"bench": {"file_name": str(path), "formatting": "sharegpt", "columns": {"messages": "messages"}, "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant", "system_tag": "system"}}}
     (folder / "dataset_info.json").write_text(json.dumps(info))
-    done, peak, _ = measured([str(LLAMAFACTORY_PYTHON), "-c", LLAMAFACTORY_SCRIPT, str(TOKENIZER), str(folder), str(folder / "llamafactory"), str(SEQ_LEN)], env=cold_cache(folder))
+    done, peak, _, _ = measured([str(LLAMAFACTORY_PYTHON), "-c", LLAMAFACTORY_SCRIPT, str(TOKENIZER), str(folder), str(folder / "llamafactory"), str(SEQ_LEN)], env=cold_cache(folder))
     if done.returncode != 0:
         print(f"LLaMA-Factory failed: {done.stderr[-800:]}")
         return None
@@ -285,6 +286,8 @@ def main() -> None:
         print(f"gamelog pack, best of 3 alternated runs: 1 worker {one:.2f} s, 2 workers {two:.2f} s: {one / two:.2f}x (target >= 1.7x); same bytes: {same}")
         raw = raw_tokenizer(folder, args.repeats)
         print(f"raw encode_batch (best of {args.repeats}): {raw:,.0f} tokens/s; gamelog (best run) / raw: {rate / raw:.2f} (target >= 0.75)")
+        cores, cpu = os.cpu_count() or 1, ours["cpu"]
+        print(f"gamelog's CPU in its best run: convert {ours['convert_cpu']:.2f} + pack {cpu - ours['convert_cpu']:.2f} = {cpu:.2f} CPU-s, the cores busy {cpu / (cores * best):.0%} of its {best:.2f} s; with every core busy throughout it would take {cpu / cores:.2f} s, a raw ratio of {ours['tokens'] / (cpu / cores) / raw:.2f}")
     print(f"gamelog --help start-up: {startup():.3f} s (target < 0.3 s)")
 
 
