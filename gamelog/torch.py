@@ -66,7 +66,7 @@ class PackedDataset(IterableDataset):
         worker = get_worker_info()
         shards = self.shards if worker is None else self.shards[worker.id :: worker.num_workers]
         for shard in shards:
-            for batch in pq.ParquetFile(shard).iter_batches(batch_size=256):
+            for batch in pq.ParquetFile(shard, pre_buffer=False).iter_batches(batch_size=256):  # a row group at a time: pre-buffering reads the whole shard's columns at once
                 for row in batch.to_pylist():
                     yield row_tensors(row)
 

@@ -638,6 +638,25 @@ def test_batches_of_long_documents_are_cut_by_their_text(books):
     assert len(cut) > len(whole) and len(cut) <= batch_plan(books).count <= len(cut) + len(whole)  # from above: the crew's workers are not stopped early
 
 
+def test_episodes_are_read_a_row_group_at_a_time(episodes, tmp_path):
+    """Pre-buffering would read all of an episodes file's columns at once (a file of 100,000
+    conversations held 25 MiB, a file of books would hold its size); pack reads a row group at a time."""
+    import pyarrow as pa
+
+    from gamelog.pack import episode_batches
+
+    chat = pa.concat_tables([pq.read_table(f) for f in sorted(episodes["chat"].glob("episodes-*.parquet"))])
+    folder = tmp_path / "episodes"
+    folder.mkdir()
+    pq.write_table(pa.concat_tables([chat] * 30), folder / "episodes-00000.parquet", row_group_size=256)
+    size = (folder / "episodes-00000.parquet").stat().st_size
+    pool = pa.default_memory_pool()
+    before, most = pool.bytes_allocated(), 0
+    for _ in episode_batches(folder):
+        most = max(most, pool.bytes_allocated() - before)
+    assert 0 < most < size / 4
+
+
 def test_a_window_of_long_episodes_closes_by_its_tokens(books, tmp_path, monkeypatch):
     """A window closes at `window` episodes or window * seq_len / WINDOW_ROWS tokens: long
     documents do not make a window of 20,000 episodes hold every token. Every token is still packed

@@ -169,3 +169,30 @@ def test_convert_weighs_each_batch_by_its_input_bytes_so_a_crew_holds_few_big_do
     table = tmp_path / "qa.csv"
     table.write_text("question,answer\nWhat is 2+2?,4\nWho wrote Hamlet?,Shakespeare\n")
     assert weigh(read_items(str(table))) == [1.0]
+
+
+def _arrow_held_while(batches) -> int:
+    """The most bytes Arrow's allocator held beyond what it held before, while the batches were read."""
+    import pyarrow as pa
+
+    pool = pa.default_memory_pool()
+    before, most = pool.bytes_allocated(), 0
+    for _ in batches:
+        most = max(most, pool.bytes_allocated() - before)
+    return most
+
+
+def test_a_parquet_input_is_read_a_row_group_at_a_time(tmp_path):
+    """Pre-buffering would read all of the file's columns at once (its whole size held, whatever
+    the batches); read a row group at a time, the reader holds about one."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from gamelog.read.tables import read_parquet
+
+    rows = [json.loads(line) for line in Path(shared("chat/gsm8k_chat_train.jsonl")).read_text().splitlines() if line.strip()]
+    path = tmp_path / "chat.parquet"
+    pq.write_table(pa.Table.from_pylist(rows * 80), path, row_group_size=500)
+    assert pq.ParquetFile(path).metadata.num_row_groups >= 20
+    size = path.stat().st_size
+    assert _arrow_held_while(read_parquet(path)) < size / 4

@@ -36,8 +36,9 @@ def read_parquet(path: Path, **_) -> Iterator[list[Item]]:
 
     read = 0
     try:
-        # on this thread: the crew's processes have the cores (as gamelog.pack reads its episodes)
-        for items in _rows(pq.ParquetFile(path).iter_batches(batch_size=BATCH_SIZE, use_threads=False)):
+        # on this thread, a row group at a time, as gamelog.pack reads its episodes: the crew's
+        # processes have the cores, and pre-buffering would read all of the file's columns at once
+        for items in _rows(pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=BATCH_SIZE, use_threads=False)):
             read += len(items)
             yield items
     except (pa.ArrowException, OSError) as exc:
