@@ -22,9 +22,10 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
+
+from gamelog.read.tables import parquet_batches
 
 IGNORE = -100
 
@@ -66,7 +67,7 @@ class PackedDataset(IterableDataset):
         worker = get_worker_info()
         shards = self.shards if worker is None else self.shards[worker.id :: worker.num_workers]
         for shard in shards:
-            for batch in pq.ParquetFile(shard, pre_buffer=False).iter_batches(batch_size=256):  # a row group at a time: pre-buffering reads the whole shard's columns at once
+            for batch in parquet_batches(shard, 256):
                 for row in batch.to_pylist():
                     yield row_tensors(row)
 

@@ -22,6 +22,17 @@ def shared(relative: str) -> str:
     return str(path)
 
 
+def arrow_held_while(batches) -> int:
+    """The most bytes Arrow's allocator held beyond what it held before, while the batches were read."""
+    import pyarrow as pa
+
+    pool = pa.default_memory_pool()
+    before, most = pool.bytes_allocated(), 0
+    for _ in batches:
+        most = max(most, pool.bytes_allocated() - before)
+    return most
+
+
 class Converted:
     """A finished convert run: report, episodes (meta parsed) and rejects as Python rows."""
 

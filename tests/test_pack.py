@@ -27,7 +27,7 @@ from gamelog.pack.tokens import LossPolicy, Segment, build_segments
 from gamelog.pack.workers import NO_TURNS, Encoded
 from gamelog.validate import validate
 
-from conftest import ROOT, SHARED, shared
+from conftest import ROOT, SHARED, arrow_held_while, shared
 
 TOKENIZERS = {"phi-3-mini": "tokenizers/phi-3-mini", "phi-2": "tokenizers/phi-2"}
 FAMILIES = ("chat", "instruct", "preference")
@@ -650,11 +650,7 @@ def test_episodes_are_read_a_row_group_at_a_time(episodes, tmp_path):
     folder.mkdir()
     pq.write_table(pa.concat_tables([chat] * 30), folder / "episodes-00000.parquet", row_group_size=256)
     size = (folder / "episodes-00000.parquet").stat().st_size
-    pool = pa.default_memory_pool()
-    before, most = pool.bytes_allocated(), 0
-    for _ in episode_batches(folder):
-        most = max(most, pool.bytes_allocated() - before)
-    assert 0 < most < size / 4
+    assert 0 < arrow_held_while(episode_batches(folder)) < size / 4
 
 
 def test_a_window_of_long_episodes_closes_by_its_tokens(books, tmp_path, monkeypatch):

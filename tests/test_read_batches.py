@@ -16,7 +16,7 @@ import pytest
 from gamelog.read import json as jsonl
 from gamelog.read.items import BATCH_BYTES, RAW_LIMIT, Item
 
-from conftest import shared
+from conftest import arrow_held_while, shared
 
 
 def _items(batches) -> list[tuple]:
@@ -171,17 +171,6 @@ def test_convert_weighs_each_batch_by_its_input_bytes_so_a_crew_holds_few_big_do
     assert weigh(read_items(str(table))) == [1.0]
 
 
-def _arrow_held_while(batches) -> int:
-    """The most bytes Arrow's allocator held beyond what it held before, while the batches were read."""
-    import pyarrow as pa
-
-    pool = pa.default_memory_pool()
-    before, most = pool.bytes_allocated(), 0
-    for _ in batches:
-        most = max(most, pool.bytes_allocated() - before)
-    return most
-
-
 def test_a_parquet_input_is_read_a_row_group_at_a_time(tmp_path):
     """Pre-buffering would read all of the file's columns at once (its whole size held, whatever
     the batches); read a row group at a time, the reader holds about one."""
@@ -195,4 +184,4 @@ def test_a_parquet_input_is_read_a_row_group_at_a_time(tmp_path):
     pq.write_table(pa.Table.from_pylist(rows * 80), path, row_group_size=500)
     assert pq.ParquetFile(path).metadata.num_row_groups >= 20
     size = path.stat().st_size
-    assert _arrow_held_while(read_parquet(path)) < size / 4
+    assert arrow_held_while(read_parquet(path)) < size / 4

@@ -314,15 +314,12 @@ def _episode_batches(file: Path):
     """Record batches of one episodes file (`_footer_plan`'s rows each); a damaged file stops the
     run with its name, not a traceback."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
+
+    from gamelog.read.tables import parquet_batches
 
     try:
         rows = _footer_plan(file)[2]
-        # decoded on this thread: Arrow's pool (a thread per core) competed with the crew's processes
-        # for the cores (pack of 20,000 conversations on 2 cores: 2.65 -> 2.56 s, 0.1 s less system
-        # time); and read a row group at a time: pre-buffering reads all of a file's columns at
-        # once (a file of 100,000 conversations held 25 MiB, a file of books would hold its size)
-        yield from pq.ParquetFile(file, pre_buffer=False).iter_batches(batch_size=rows, columns=["episode_id", "source", "regime", "group_id", "rank", "outcome", "turns"], use_threads=False)
+        yield from parquet_batches(file, rows, columns=["episode_id", "source", "regime", "group_id", "rank", "outcome", "turns"])
     except (pa.ArrowException, OSError) as exc:
         raise GamelogError(f"{file}: not a readable episodes file ({exc}); run gamelog validate on it and re-run gamelog convert.") from exc
 

@@ -29,6 +29,19 @@ def _rows(batches, prefix: str = "") -> Iterator[list[Item]]:
             index += len(rows)
 
 
+def parquet_batches(path, batch_size: int, columns: list[str] | None = None):
+    """Record batches of a Parquet file, read a row group at a time and decoded on this thread.
+
+    pyarrow's defaults would pre-buffer every selected column chunk of the file when the reader
+    starts (holding the file's size: 25 MiB for episodes of 100,000 conversations, a whole shard
+    for PackedDataset) and decode on Arrow's pool, a thread per core, which competed with the
+    crew's processes for the cores (pack of 20,000 conversations on 2 cores: 2.65 -> 2.56 s).
+    """
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=batch_size, columns=columns, use_threads=False)
+
+
 def read_parquet(path: Path, **_) -> Iterator[list[Item]]:
     """Rows of a Parquet file; a damaged file (or the damaged rest of one) becomes one reject."""
     import pyarrow as pa
@@ -36,9 +49,7 @@ def read_parquet(path: Path, **_) -> Iterator[list[Item]]:
 
     read = 0
     try:
-        # on this thread, a row group at a time, as gamelog.pack reads its episodes: the crew's
-        # processes have the cores, and pre-buffering would read all of the file's columns at once
-        for items in _rows(pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=BATCH_SIZE, use_threads=False)):
+        for items in _rows(parquet_batches(path, BATCH_SIZE)):
             read += len(items)
             yield items
     except (pa.ArrowException, OSError) as exc:
