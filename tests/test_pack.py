@@ -485,6 +485,34 @@ def test_cli_pack_and_validate(episodes, tmp_path):
     assert bad.returncode == 2 and "tokenizer" in bad.stderr and "Traceback" not in bad.stderr
 
 
+def test_validate_checks_a_shard_a_few_rows_at_a_time_and_names_each_rule_once(episodes, tmp_path, monkeypatch):
+    """A packed shard is checked CHECK_ROWS rows at a time (a default shard of 50,000 rows of 4096
+    tokens would take gigabytes whole); a rule broken in many of those parts is reported once."""
+    import pyarrow as pa
+
+    from gamelog.pack import check
+    from gamelog.write.atomic import sha256
+
+    monkeypatch.setattr(check, "CHECK_ROWS", 32)
+    manifest = pack(episodes["chat"], out=tmp_path / "sh", options=PackOptions(tokenizer=shared("tokenizers/phi-3-mini"), seq_len=512))
+    shard = tmp_path / "sh" / manifest.shards[0]["name"]
+    whole = pq.read_table(shard)
+    assert whole.num_rows > 10 * 32
+    held = []
+    original = check._check_rows
+    monkeypatch.setattr(check, "_check_rows", lambda table, *rest: held.append(pa.default_memory_pool().bytes_allocated()) or original(table, *rest))
+    assert validate(tmp_path / "sh").valid
+    assert len(held) == -(-whole.num_rows // 32) and max(held) - min(held) < whole.nbytes / 4
+    rows = whole.to_pylist()
+    for row in rows[::7]:  # a wrong position in rows of every part
+        row["position_ids"][-1] += 1
+    pq.write_table(pa.Table.from_pylist(rows, schema=whole.schema), shard, row_group_size=128)
+    text = (tmp_path / "sh" / "manifest.json").read_text().replace(manifest.shards[0]["sha256"], sha256(shard))
+    (tmp_path / "sh" / "manifest.json").write_text(text)
+    problems = validate(tmp_path / "sh").listed
+    assert [p.rule for p in problems] == ["positions"]
+
+
 def test_validate_checks_per_token_columns_lengths(tmp_path):
     import pyarrow as pa
 

@@ -1,8 +1,10 @@
 """Validate a packed directory: manifest, checksums, schema, row invariants, counts.
 
-Row invariants are checked on whole flattened columns with numpy: lengths agree, segments sum to
-the row length and fit seq_len, positions restart at 0 in every segment, players are 1 or 2,
-and (unless the objective is pretrain) only player-2 tokens are trained.
+Row invariants are checked on flattened columns with numpy, CHECK_ROWS rows at a time (a shard of
+50,000 rows of 4096 tokens would take gigabytes whole): lengths agree, segments sum to the row
+length and fit seq_len, positions restart at 0 in every segment, players are 1 or 2, and (unless
+the objective is pretrain) only player-2 tokens are trained. Each rule a shard breaks is reported
+once.
 """
 
 from __future__ import annotations
@@ -11,10 +13,14 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from gamelog.read.tables import parquet_batches
 from gamelog.records import PackManifest
 from gamelog.write.atomic import parquet_rows
+
+CHECK_ROWS = 256  # rows checked at once: about 256 x seq_len tokens decoded, whatever the shard's size
 
 
 def validate_packed(path: Path, report) -> None:
@@ -38,26 +44,30 @@ def validate_packed(path: Path, report) -> None:
         add(name, "extra_shard", f"{name} is not listed in manifest.json; it belongs to another run.")
     schema = PAIR_SCHEMA if manifest.objective == "preference" else PACKED_SCHEMA
     totals = {"rows": 0, "tokens": 0, "trained": 0, "segments": 0}
+    check = _check_pairs if manifest.objective == "preference" else _check_rows
     for name in sorted(set(listed) & set(on_disk)):
         file = path / name
         if sha256(file) != listed[name]["sha256"]:
             add(name, "checksum", f"{name}: sha256 differs from manifest.json (the file changed or is damaged).")
             continue
+        broken: dict[str, str] = {}  # rule -> the first detail: each rule once per shard
+        once = lambda file, rule, detail: broken.setdefault(rule, detail)
         try:
-            table = pq.read_table(file)
+            if not pq.ParquetFile(file).schema_arrow.remove_metadata().equals(schema.remove_metadata()):
+                add(name, "schema", f"{name}: schema differs from the packed-row schema.")
+                continue
+            rows = 0
+            for batch in parquet_batches(file, CHECK_ROWS):
+                rows += batch.num_rows
+                check(pa.Table.from_batches([batch]), name, manifest, totals, once)
         except (pa.ArrowInvalid, OSError) as exc:
             add(name, "readable", f"{name}: not readable ({exc}).")
             continue
-        if not table.schema.remove_metadata().equals(schema.remove_metadata()):
-            add(name, "schema", f"{name}: schema differs from the packed-row schema.")
-            continue
-        if table.num_rows != listed[name]["rows"]:
-            add(name, "rows", f"{name}: {table.num_rows} rows, manifest says {listed[name]['rows']}.")
-        totals["rows"] += table.num_rows
-        if manifest.objective == "preference":
-            _check_pairs(table, name, manifest, totals, add)
-        else:
-            _check_rows(table, name, manifest, totals, add)
+        for rule, detail in broken.items():
+            add(name, rule, detail)
+        if rows != listed[name]["rows"]:
+            add(name, "rows", f"{name}: {rows} rows, manifest says {listed[name]['rows']}.")
+        totals["rows"] += rows
     _check_counts(path, manifest, totals, add)
     report.rows, report.tokens = totals["rows"], totals["tokens"]
 
@@ -67,14 +77,14 @@ def _flat(table: pa.Table, column: str) -> np.ndarray:
 
 
 def _lengths(table: pa.Table, column: str) -> np.ndarray:
-    return pa.compute.list_value_length(table.column(column)).to_numpy(zero_copy_only=False)
+    return pc.list_value_length(table.column(column)).to_numpy(zero_copy_only=False)
 
 
 def _check_rows(table: pa.Table, name: str, manifest: PackManifest, totals: dict, add) -> None:
     seq_len = manifest.settings["seq_len"]
     n = _lengths(table, "input_ids")
     for column in ("loss_mask", "position_ids", "player", "reward", "returns", "weight"):
-        lengths = pa.compute.list_value_length(table.column(column)).to_numpy(zero_copy_only=False)
+        lengths = pc.list_value_length(table.column(column)).to_numpy(zero_copy_only=False)
         present = ~np.isnan(lengths.astype(float))  # optional columns are null where a row has none
         if not np.array_equal(lengths[present].astype(np.int64), n[present]):
             add(name, "lengths", f"{name}: {column} and input_ids differ in length in some row.")
