@@ -1,8 +1,8 @@
 """`gamelog validate`: check episodes Parquet against the schema and the rules of the game.
 
-The checks are Polars expressions over all turns at once (no per-row Python), so a large
-directory validates at Parquet-scan speed. Each problem names the file, the episode and the
-rule it breaks.
+The checks are Polars expressions over the turns of CHECK_EPISODES episodes at a time (no per-row
+Python, and memory that does not grow with a file's size), so a large directory validates at
+Parquet-scan speed. Each problem names the file, the episode and the rule it breaks.
 
 Rules: schema equal to the one derived from `Episode`; players 1/2 only; each role owned by its
 player; non-empty content; optimality set, and `unknown` on player-1 moves; rewards, outcomes and
@@ -23,6 +23,7 @@ from gamelog.write.atomic import episode_files, parquet_rows, sha256
 from gamelog.write.shards import EPISODE_SCHEMA
 
 MAX_LISTED = 50
+CHECK_EPISODES = 8192  # episodes checked at once (a file holds up to convert's --shard-rows, 100,000 by default)
 
 
 class Problem(BaseModel):
@@ -64,14 +65,15 @@ def validate(path: Path) -> ValidationReport:
     report = ValidationReport(path=str(path), files=[f.name for f in files])
     ids = []
     for file in files:
-        frame = _read(file, report)
-        if frame is None:
-            continue
-        report.episodes += frame.height
-        ids.append(frame.select("episode_id", "_file"))
-        _check_episodes(frame, file.name, report)
-        _check_turns(frame, file.name, report)
-        _check_groups(frame, file.name, report)
+        grouped = []  # the grouped episodes' few fields: a group's episodes may fall in different parts
+        for frame in _read(file, report):
+            report.episodes += frame.height
+            ids.append(frame.select("episode_id", "_file"))
+            _check_episodes(frame, file.name, report)
+            _check_turns(frame, file.name, report)
+            grouped.append(frame.filter(frame["group_id"].is_not_null()).select("group_id", "rank", "regime", "episode_id"))
+        if grouped:
+            _check_groups(grouped, file.name, report)
     if ids:
         _check_unique_ids(ids, report)
     if path.is_dir():
@@ -80,6 +82,8 @@ def validate(path: Path) -> ValidationReport:
 
 
 def _read(file: Path, report: ValidationReport):
+    """The file's episodes as Polars frames of CHECK_EPISODES rows (with their row in the file); none
+    where the file is unreadable or of another schema, which is reported."""
     import polars as pl
     import pyarrow.parquet as pq
 
@@ -87,19 +91,21 @@ def _read(file: Path, report: ValidationReport):
         schema = pq.read_schema(file)
     except Exception as exc:  # pyarrow raises several kinds for damaged files; all mean unreadable
         report.add([Problem(file=file.name, rule="readable", detail=f"not a readable Parquet file: {exc}")])
-        return None
+        return
     if not schema.remove_metadata().equals(EPISODE_SCHEMA.remove_metadata()):
         missing = set(EPISODE_SCHEMA.names) - set(schema.names)
         extra = set(schema.names) - set(EPISODE_SCHEMA.names)
         detail = f"schema differs from the Episode schema (missing {sorted(missing)}, extra {sorted(extra)}, or types differ); re-run gamelog convert."
         report.add([Problem(file=file.name, rule="schema", detail=detail)])
-        return None
-    try:
-        frame = pl.read_parquet(file)
-    except (pl.exceptions.PolarsError, OSError) as exc:  # footer intact, pages damaged
-        report.add([Problem(file=file.name, rule="readable", detail=f"Parquet data pages are damaged ({exc}); re-run gamelog convert.")])
-        return None
-    return frame.with_row_index("_row").with_columns(_file=pl.lit(file.name))
+        return
+    scan = pl.scan_parquet(file).with_row_index("_row").with_columns(_file=pl.lit(file.name))
+    for row in range(0, parquet_rows(file), CHECK_EPISODES):
+        try:
+            frame = scan.slice(row, CHECK_EPISODES).collect()  # the row groups the slice needs, no more
+        except (pl.exceptions.PolarsError, OSError) as exc:  # footer intact, pages damaged
+            report.add([Problem(file=file.name, rule="readable", detail=f"Parquet data pages are damaged from row {row} on ({exc}); re-run gamelog convert.")])
+            return
+        yield frame
 
 
 def _problems(frame, file: str, rule: str, message) -> list[Problem]:
@@ -117,8 +123,8 @@ def _check_episodes(frame, file: str, report: ValidationReport) -> None:
         "rank": (pl.col("rank") < 0) | (pl.col("rank").is_not_null() & pl.col("group_id").is_null()),
         "outcome": pl.col("outcome").is_nan() | pl.col("outcome").is_infinite(),
     }
-    for rule, bad in checks.items():
-        rows = frame.filter(bad.fill_null(False))
+    for rule, bad in _broken(frame, {rule: bad.fill_null(False) for rule, bad in checks.items()}).items():
+        rows = frame.filter(bad)
         detail = {
             "regime": lambda r: f"row {r['_row']}: regime '{r['regime']}' is not one of {Regime.__args__}.",
             "game": lambda r: f"row {r['_row']}: game '{r['game']}' is not one of {Game.__args__}.",
@@ -129,6 +135,12 @@ def _check_episodes(frame, file: str, report: ValidationReport) -> None:
         report.add(_problems(rows, file, rule, detail), rows.height)
     bad_meta = [r for r in frame.select("episode_id", "_row", "meta").iter_rows(named=True) if not _is_json_object(r["meta"])]
     report.add([Problem(file=file, rule="meta", detail=f"row {r['_row']}: meta is not a JSON object.", episode_id=r["episode_id"]) for r in bad_meta[:MAX_LISTED]], len(bad_meta))
+
+
+def _broken(frame, checks: dict) -> dict:
+    """The checks that some row of the frame fails, found in one pass over it."""
+    failed = frame.select([bad.any().alias(rule) for rule, bad in checks.items()]).row(0, named=True)
+    return {rule: bad for rule, bad in checks.items() if failed[rule]}
 
 
 def _is_json_object(text: str | None) -> bool:
@@ -156,8 +168,8 @@ def _check_turns(frame, file: str, report: ValidationReport) -> None:
         "reward": pl.col("reward").is_nan() | pl.col("reward").is_infinite(),
         "weight": pl.col("weight").is_nan() | pl.col("weight").is_infinite() | (pl.col("weight") < 0),
     }
-    for rule, bad in checks.items():
-        rows = turns.filter(bad.fill_null(rule in ("optimality",)))
+    for rule, bad in _broken(turns, {rule: bad.fill_null(rule in ("optimality",)) for rule, bad in checks.items()}).items():
+        rows = turns.filter(bad)
         message = f"{{where}}: breaks rule '{rule}' ({_RULES[rule]})"
         report.add(_problems(rows, file, rule, lambda r, m=message: m.format(where=f"row {r['_row']} turn {r['_turn']}") + f"; found player={r['player']} role={r['role']} optimality={r['optimality']}."), rows.height)
 
@@ -174,11 +186,12 @@ _RULES = {
 }
 
 
-def _check_groups(frame, file: str, report: ValidationReport) -> None:
+def _check_groups(grouped: list, file: str, report: ValidationReport) -> None:
+    """A file's grouped episodes (group_id, rank, regime, episode_id), in the parts they were read in."""
     import polars as pl
 
     groups = (
-        frame.filter(pl.col("group_id").is_not_null())
+        pl.concat(grouped)
         .group_by("group_id")
         .agg(best=pl.col("rank").min(), regimes=pl.col("regime").n_unique(), episode_id=pl.col("episode_id").first())
     )

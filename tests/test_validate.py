@@ -65,6 +65,28 @@ def test_each_rule_is_detected(converted, rule, change):
     assert problem.file == "episodes-00000.parquet"
 
 
+def test_episodes_are_checked_in_parts_with_rows_groups_and_ids_across_them(converted, monkeypatch):
+    """A file is checked CHECK_EPISODES episodes at a time, so memory does not grow with it; a
+    problem still names its row in the file, and a group or an id is checked whole across the parts."""
+    from gamelog import validate as validation
+
+    monkeypatch.setattr(validation, "CHECK_EPISODES", 3)
+    assert validate(converted.out).valid
+    rows = pq.read_table(converted.out / "episodes-00000.parquet").to_pylist()
+    assert rows[2]["group_id"] == rows[3]["group_id"] and rows[2]["rank"] == 0  # a pair across parts [0, 3) and [3, 6)
+
+    def change(rows):
+        rows[2]["rank"] = 1  # the group has no rank-0 episode now, seen only with both parts
+        rows[7]["regime"] = "chitchat"
+        rows[8]["episode_id"] = rows[0]["episode_id"]
+
+    _rewrite(converted.out, change)
+    problems = validate(converted.out).listed
+    assert {"group", "regime", "unique_id"} <= {p.rule for p in problems}
+    assert next(p for p in problems if p.rule == "regime").detail.startswith("row 7:")
+    assert any(p.detail.startswith(f"group {rows[2]['group_id']}: a ranked group needs a rank-0 episode") and "best rank 1" in p.detail for p in problems if p.rule == "group")
+
+
 def test_cli_lists_problems_and_exits_1(converted):
     _rewrite(converted.out, lambda rows: rows[0]["turns"][0].update(player=2))
     done = subprocess.run([*GAMELOG, "validate", str(converted.out)], capture_output=True, text=True)
