@@ -85,3 +85,14 @@ def test_report_renders_in_a_real_browser(data, tmp_path):
 def test_plain_progress_lines_when_not_a_terminal(tmp_path):
     done = subprocess.run([sys.executable, "-c", "import gamelog.progress as p; p.PLAIN_EVERY = 0\nwith p.progress('convert', unit='records', total=10) as u:\n    u(done=5, extra='x')"], capture_output=True, text=True)
     assert re.search(r"convert: 5/10 records, [\d,]+/s, x, about", done.stderr)
+
+
+def test_report_reads_in_parts_and_draws_the_same_page(data, tmp_path, monkeypatch):
+    """The report reads episodes and rows REPORT_BATCH at a time (memory does not grow with the
+    dataset: it held every move's encoding before); the page is the same however they are cut."""
+    from gamelog import report
+
+    monkeypatch.setattr(report, "REPORT_BATCH", 1 << 30)
+    whole = write_report(data / "ep", out=tmp_path / "whole.html", shards=data / "sh").read_text()
+    monkeypatch.setattr(report, "REPORT_BATCH", 7)
+    assert write_report(data / "ep", out=tmp_path / "parts.html", shards=data / "sh").read_text() == whole

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gamelog.errors import GamelogError
 from gamelog.report.svg import bars, histogram
 from gamelog.write.atomic import read_output, write_text
 
@@ -22,31 +23,48 @@ PLOTS_EPISODES = ("move-tokens", "turns-per-episode", "player-balance", "rewards
 PLOTS_SHARDS = ("row-fill", "trained-tokens")
 
 
-def _episodes(path: Path) -> list[dict]:
-    from gamelog.write.atomic import episode_files
+REPORT_BATCH = 1024  # episodes (or packed rows) read and measured at once: memory does not grow with the dataset
 
-    return [r for f in episode_files(path) for r in read_output(f, columns=["episode_id", "regime", "turns"]).to_pylist()]
+
+def _batches(file: Path, columns: list[str]):
+    """A file gamelog wrote, REPORT_BATCH rows at a time; a damaged one stops the command with its name."""
+    import pyarrow as pa
+
+    from gamelog.read.tables import parquet_batches
+
+    try:
+        yield from parquet_batches(file, REPORT_BATCH, columns=columns)
+    except (pa.ArrowException, OSError) as exc:
+        raise GamelogError(f"{file}: not readable ({exc}); run gamelog validate on its directory and re-create it.") from exc
 
 
 def episode_plots(path: Path, tokenizer) -> list[tuple[str, str]]:
-    rows = _episodes(path)
-    turns = [(r["regime"], t) for r in rows for t in r["turns"]]
-    lengths = [len(e.ids) for e in tokenizer.encode_batch([t["content"] for _, t in turns], add_special_tokens=False)]
+    from gamelog.write.atomic import episode_files
+
     series: dict[str, list[int]] = {}
-    tokens_by_player = Counter()
-    for (regime, t), n in zip(turns, lengths):
-        series.setdefault(f"{regime} / player {t['player']}", []).append(n)
-        tokens_by_player[f"player {t['player']}"] += n
-    moves = Counter(f"player {t['player']}" for _, t in turns)
-    rewards = [t["reward"] for _, t in turns if t["reward"] is not None]
-    optimality = Counter(f"P{t['player']} {t['optimality']}" for _, t in turns)
+    tokens_by_player, moves, optimality = Counter(), Counter(), Counter()
+    rewards: list[float] = []
+    per_episode: list[int] = []
+    for file in episode_files(path):
+        for batch in _batches(file, ["regime", "turns"]):
+            rows = batch.to_pylist()
+            turns = [(r["regime"], t) for r in rows for t in r["turns"]]
+            lengths = [len(e.ids) for e in tokenizer.encode_batch_fast([t["content"] for _, t in turns], add_special_tokens=False)]
+            for (regime, t), n in zip(turns, lengths):
+                series.setdefault(f"{regime} / player {t['player']}", []).append(n)
+                tokens_by_player[f"player {t['player']}"] += n
+            moves.update(f"player {t['player']}" for _, t in turns)
+            rewards += [t["reward"] for _, t in turns if t["reward"] is not None]
+            optimality.update(f"P{t['player']} {t['optimality']}" for _, t in turns)
+            per_episode += [len(r["turns"]) for r in rows]
+    total = sum(moves.values())
     rejects = Counter()
     if (path / "rejects.parquet").exists():
         rejects.update(read_output(path / "rejects.parquet", columns=["reason"]).column("reason").to_pylist())
     return [
         ("move-tokens", histogram("move-tokens", "Move length in tokens, per regime and player", series, x_label="tokens per move", log=True)),
-        ("turns-per-episode", histogram("turns-per-episode", "Moves per episode", {"episodes": [len(r["turns"]) for r in rows]}, x_label="moves")),
-        ("player-balance", bars("player-balance", "Player balance: tokens per player (share of moves in the label)", {f"{k} ({moves[k] / max(1, len(turns)):.0%} of moves)": v for k, v in sorted(tokens_by_player.items())}, y_label="tokens")),
+        ("turns-per-episode", histogram("turns-per-episode", "Moves per episode", {"episodes": per_episode}, x_label="moves")),
+        ("player-balance", bars("player-balance", "Player balance: tokens per player (share of moves in the label)", {f"{k} ({moves[k] / max(1, total):.0%} of moves)": v for k, v in sorted(tokens_by_player.items())}, y_label="tokens")),
         ("rewards", histogram("rewards", "Move rewards", {"rewards": rewards}, x_label="reward")),
         ("optimality", bars("optimality", "Optimality labels", dict(sorted(optimality.items())))),
         ("reject-reasons", bars("reject-reasons", "Rejected records by reason", dict(rejects.most_common()) or {"none": 0})),
@@ -58,12 +76,13 @@ def shard_plots(path: Path) -> tuple[list[tuple[str, str]], dict]:
     seq_len = manifest["settings"]["seq_len"]
     fills, trained, total = [], 0, 0
     for shard in manifest["shards"]:
-        table = read_output(path / shard["name"], columns=["input_ids", "loss_mask"])
-        import pyarrow.compute as pc
-
-        fills += (np.asarray(pc.list_value_length(table.column("input_ids"))) / seq_len).tolist()
-        trained += int(pc.sum(pc.list_flatten(table.column("loss_mask"))).as_py() or 0)
-        total += int(pc.sum(pc.list_value_length(table.column("input_ids"))).as_py() or 0)
+        for batch in _batches(path / shard["name"], ["input_ids", "loss_mask"]):
+            ids, mask = batch.column("input_ids"), batch.column("loss_mask")
+            lengths = np.diff(np.frombuffer(ids.buffers()[1], np.int32, len(ids) + 1, 4 * ids.offset))  # from the offsets (to_numpy and compute load pyarrow.compute)
+            fills += (lengths / seq_len).tolist()
+            total += int(lengths.sum())
+            flat = mask.values
+            trained += int(np.count_nonzero(np.frombuffer(flat.buffers()[1], np.uint8, len(flat), flat.offset)[mask.offsets[0].as_py() : mask.offsets[-1].as_py()]))
     plots = [
         ("row-fill", histogram("row-fill", f"Packing fill per row (seq_len {seq_len})", {"rows": fills}, x_label="tokens / seq_len")),
         ("trained-tokens", bars("trained-tokens", "Tokens trained vs total", {"trained": trained, "not trained": total - trained, "total": total}, y_label="tokens")),
