@@ -8,6 +8,7 @@ so what is trained shows at a glance.
 
 from __future__ import annotations
 
+import bisect
 import random
 from pathlib import Path
 
@@ -25,12 +26,39 @@ from gamelog.write.atomic import read_output
 PLAYER_STYLE = {1: "cyan", 2: "green"}
 
 
-def pick(table: pa.Table, keep: np.ndarray | None, *, sample: int | None, seed: int) -> list[dict]:
-    """The kept rows (all when keep is None), sampled; only those become Python objects."""
-    indices = list(range(table.num_rows)) if keep is None else np.flatnonzero(keep).tolist()
+def pick(files: list[Path], keep: np.ndarray, *, sample: int | None, seed: int) -> list[dict]:
+    """The kept rows of the files (counted across them), sampled; only the row groups that hold
+    them are read, and only those rows become Python objects."""
+    indices = np.flatnonzero(keep).tolist()
     if sample is not None and sample < len(indices):
         indices = random.Random(seed).sample(indices, sample)
-    return [dict(row, _index=i) for i, row in zip(indices, table.take(indices).to_pylist())]
+    return [dict(row, _index=i) for i, row in zip(indices, _rows_at(files, indices))]
+
+
+def _rows_at(files: list[Path], indices: list[int]) -> list[dict]:
+    """The rows at these indices (counted across the files), in that order."""
+    import pyarrow.parquet as pq
+
+    groups = []  # (first row, file, row group), in order
+    first = 0
+    for file in files:
+        meta = pq.ParquetFile(file).metadata
+        for group in range(meta.num_row_groups):
+            groups.append((first, file, group))
+            first += meta.row_group(group).num_rows
+    firsts = [g[0] for g in groups]
+    read: dict[int, pa.Table] = {}
+    rows = []
+    for index in indices:
+        k = bisect.bisect_right(firsts, index) - 1
+        if k not in read:
+            start, file, group = groups[k]
+            try:
+                read[k] = pq.ParquetFile(file).read_row_group(group)
+            except (pa.ArrowException, OSError) as exc:
+                raise GamelogError(f"{file}: not readable ({exc}); run gamelog validate on its directory and re-create it.") from exc
+        rows.append(read[k].slice(index - groups[k][0], 1).to_pylist()[0])
+    return rows
 
 
 def _missing(episode: str) -> GamelogError:
@@ -79,7 +107,8 @@ def inspect(path: Path, *, episode: str | None = None, regime: str | None = None
         return _packed(path, episode=episode, sample=sample, seed=seed, tokenizer=tokenizer)
     from gamelog.write.atomic import episode_files
 
-    table = pa.concat_tables(read_output(f) for f in episode_files(path))
+    files = episode_files(path)
+    table = pa.concat_tables(read_output(f, columns=["episode_id", "regime"]) for f in files)  # what selects, not the moves
     keep = np.ones(table.num_rows, dtype=bool)
     if episode:
         keep &= pc.equal(table["episode_id"], episode).to_numpy(zero_copy_only=False)
@@ -87,7 +116,7 @@ def inspect(path: Path, *, episode: str | None = None, regime: str | None = None
             raise _missing(episode)
     if regime:
         keep &= pc.equal(table["regime"], regime).to_numpy(zero_copy_only=False)
-    return [episode_view(r) for r in pick(table, keep, sample=sample, seed=seed)]
+    return [episode_view(r) for r in pick(files, keep, sample=sample, seed=seed)]
 
 
 def _packed(path: Path, *, episode, sample, seed, tokenizer) -> list[Panel]:
@@ -99,8 +128,9 @@ def _packed(path: Path, *, episode, sample, seed, tokenizer) -> list[Panel]:
         raise GamelogError(f"{path}: preference pairs are not shown token by token yet; inspect the episodes directory instead.")
     tok = load_tokenizer(tokenizer or manifest.tokenizer["name"])
     decode = lambda token: tok.tokenizer.decode([token], skip_special_tokens=False)
-    table = pa.concat_tables(read_output(path / s["name"]) for s in manifest.shards)
-    keep = None
+    files = [path / s["name"] for s in manifest.shards]
+    table = pa.concat_tables(read_output(f, columns=["episode_ids"]) for f in files)  # what selects, not the tokens
+    keep = np.ones(table.num_rows, dtype=bool)
     if episode:
         ids = pc.list_flatten(table["episode_ids"])
         hit = pc.or_(pc.equal(ids, episode), pc.starts_with(ids, episode + ":"))
@@ -109,4 +139,4 @@ def _packed(path: Path, *, episode, sample, seed, tokenizer) -> list[Panel]:
         keep[rows] = True
         if not keep.any():
             raise _missing(episode)
-    return [packed_view(r, r["_index"], decode) for r in pick(table, keep, sample=sample, seed=seed)]
+    return [packed_view(r, r["_index"], decode) for r in pick(files, keep, sample=sample, seed=seed)]

@@ -96,3 +96,28 @@ def test_report_reads_in_parts_and_draws_the_same_page(data, tmp_path, monkeypat
     whole = write_report(data / "ep", out=tmp_path / "whole.html", shards=data / "sh").read_text()
     monkeypatch.setattr(report, "REPORT_BATCH", 7)
     assert write_report(data / "ep", out=tmp_path / "parts.html", shards=data / "sh").read_text() == whole
+
+
+def test_inspect_reads_the_picked_rows_across_files_and_row_groups(data, tmp_path):
+    """inspect reads what selects (ids, regimes) of every file, then only the row groups that hold
+    the picked rows: the rows are the ones the ids and the seeded sample name, wherever they are."""
+    import random
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from gamelog.write.atomic import episode_files
+
+    table = pa.concat_tables(pq.read_table(f) for f in episode_files(data / "ep"))
+    half = table.num_rows // 2
+    folder = tmp_path / "ep"
+    folder.mkdir()
+    pq.write_table(table.slice(0, half), folder / "episodes-00000.parquet", row_group_size=50)
+    pq.write_table(table.slice(half), folder / "episodes-00001.parquet", row_group_size=50)
+    ids = table.column("episode_id").to_pylist()
+    for k in (0, 77, half, table.num_rows - 1):
+        text = _text(inspect(folder, episode=ids[k]))
+        assert ids[k] in text
+    sampled = inspect(folder, sample=5, seed=4)
+    expected = [ids[i] for i in random.Random(4).sample(range(table.num_rows), 5)]
+    assert all(episode_id in _text([panel]) for episode_id, panel in zip(expected, sampled, strict=True))
