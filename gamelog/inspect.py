@@ -21,7 +21,7 @@ from rich.panel import Panel
 from rich.text import Text
 
 from gamelog.errors import GamelogError
-from gamelog.write.atomic import read_output
+from gamelog.write.atomic import read_output, unreadable
 
 PLAYER_STYLE = {1: "cyan", 2: "green"}
 
@@ -56,7 +56,7 @@ def _rows_at(files: list[Path], indices: list[int]) -> list[dict]:
             try:
                 read[k] = pq.ParquetFile(file).read_row_group(group)
             except (pa.ArrowException, OSError) as exc:
-                raise GamelogError(f"{file}: not readable ({exc}); run gamelog validate on its directory and re-create it.") from exc
+                raise unreadable(file, exc) from exc
         rows.append(read[k].slice(index - groups[k][0], 1).to_pylist()[0])
     return rows
 

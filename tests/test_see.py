@@ -121,3 +121,14 @@ def test_inspect_reads_the_picked_rows_across_files_and_row_groups(data, tmp_pat
     sampled = inspect(folder, sample=5, seed=4)
     expected = [ids[i] for i in random.Random(4).sample(range(table.num_rows), 5)]
     assert all(episode_id in _text([panel]) for episode_id, panel in zip(expected, sampled, strict=True))
+
+
+def test_a_damaged_episodes_file_stops_inspect_and_report_with_its_name(tmp_path):
+    from gamelog.errors import GamelogError
+
+    folder = tmp_path / "ep"
+    folder.mkdir()
+    (folder / "episodes-00000.parquet").write_bytes(b"PAR1 not parquet at all PAR1")
+    for show in (lambda: inspect(folder), lambda: write_report(folder, out=tmp_path / "r.html")):
+        with pytest.raises(GamelogError, match="episodes-00000.parquet: not readable"):
+            show()

@@ -15,9 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gamelog.errors import GamelogError
 from gamelog.report.svg import bars, histogram
-from gamelog.write.atomic import read_output, write_text
+from gamelog.write.atomic import read_output, unreadable, write_text
 
 PLOTS_EPISODES = ("move-tokens", "turns-per-episode", "player-balance", "rewards", "optimality", "reject-reasons")
 PLOTS_SHARDS = ("row-fill", "trained-tokens")
@@ -35,7 +34,7 @@ def _batches(file: Path, columns: list[str]):
     try:
         yield from parquet_batches(file, REPORT_BATCH, columns=columns)
     except (pa.ArrowException, OSError) as exc:
-        raise GamelogError(f"{file}: not readable ({exc}); run gamelog validate on its directory and re-create it.") from exc
+        raise unreadable(file, exc) from exc
 
 
 def episode_plots(path: Path, tokenizer) -> list[tuple[str, str]]:

@@ -81,7 +81,12 @@ def read_output(path: Path, columns: list[str] | None = None):
     try:
         return pq.read_table(path, columns=columns)
     except (pa.ArrowException, OSError) as exc:
-        raise GamelogError(f"{path}: not readable ({exc}); run gamelog validate on its directory and re-create it.") from exc
+        raise unreadable(path, exc) from exc
+
+
+def unreadable(path: Path, exc: Exception) -> GamelogError:
+    """The error for a file gamelog wrote that cannot be read (damaged, or not Parquet)."""
+    return GamelogError(f"{path}: not readable ({exc}); run gamelog validate on its directory and re-create it.")
 
 
 def shard_entries(out: Path, names: list[str]) -> list[dict]:
