@@ -39,25 +39,25 @@ def _rows_at(files: list[Path], indices: list[int]) -> list[dict]:
     """The rows at these indices (counted across the files), in that order."""
     import pyarrow.parquet as pq
 
-    groups = []  # (first row, file, row group), in order
+    groups = []  # (first row, file, its Parquet reader, row group), in order
     first = 0
     for file in files:
-        meta = pq.ParquetFile(file).metadata
-        for group in range(meta.num_row_groups):
-            groups.append((first, file, group))
-            first += meta.row_group(group).num_rows
+        parquet = pq.ParquetFile(file)
+        for group in range(parquet.metadata.num_row_groups):
+            groups.append((first, file, parquet, group))
+            first += parquet.metadata.row_group(group).num_rows
     firsts = [g[0] for g in groups]
     read: dict[int, pa.Table] = {}
     rows = []
     for index in indices:
         k = bisect.bisect_right(firsts, index) - 1
+        start, file, parquet, group = groups[k]
         if k not in read:
-            start, file, group = groups[k]
             try:
-                read[k] = pq.ParquetFile(file).read_row_group(group)
+                read[k] = parquet.read_row_group(group)
             except (pa.ArrowException, OSError) as exc:
                 raise unreadable(file, exc) from exc
-        rows.append(read[k].slice(index - groups[k][0], 1).to_pylist()[0])
+        rows.append(read[k].slice(index - start, 1).to_pylist()[0])
     return rows
 
 

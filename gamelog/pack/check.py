@@ -51,7 +51,7 @@ def validate_packed(path: Path, report) -> None:
             add(name, "checksum", f"{name}: sha256 differs from manifest.json (the file changed or is damaged).")
             continue
         broken: dict[str, str] = {}  # rule -> the first detail: each rule once per shard
-        once = lambda file, rule, detail: broken.setdefault(rule, detail)
+        once = lambda _name, rule, detail: broken.setdefault(rule, detail)
         try:
             if not pq.ParquetFile(file).schema_arrow.remove_metadata().equals(schema.remove_metadata()):
                 add(name, "schema", f"{name}: schema differs from the packed-row schema.")

@@ -16,25 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from gamelog.report.svg import bars, histogram
-from gamelog.write.atomic import read_output, unreadable, write_text
+from gamelog.write.atomic import output_batches, read_output, write_text
 
 PLOTS_EPISODES = ("move-tokens", "turns-per-episode", "player-balance", "rewards", "optimality", "reject-reasons")
 PLOTS_SHARDS = ("row-fill", "trained-tokens")
-
-
 REPORT_BATCH = 1024  # episodes (or packed rows) read and measured at once: memory does not grow with the dataset
-
-
-def _batches(file: Path, columns: list[str]):
-    """A file gamelog wrote, REPORT_BATCH rows at a time; a damaged one stops the command with its name."""
-    import pyarrow as pa
-
-    from gamelog.read.tables import parquet_batches
-
-    try:
-        yield from parquet_batches(file, REPORT_BATCH, columns=columns)
-    except (pa.ArrowException, OSError) as exc:
-        raise unreadable(file, exc) from exc
 
 
 def episode_plots(path: Path, tokenizer) -> list[tuple[str, str]]:
@@ -45,7 +31,7 @@ def episode_plots(path: Path, tokenizer) -> list[tuple[str, str]]:
     rewards: list[float] = []
     per_episode: list[int] = []
     for file in episode_files(path):
-        for batch in _batches(file, ["regime", "turns"]):
+        for batch in output_batches(file, REPORT_BATCH, ["regime", "turns"]):
             rows = batch.to_pylist()
             turns = [(r["regime"], t) for r in rows for t in r["turns"]]
             lengths = [len(e.ids) for e in tokenizer.encode_batch_fast([t["content"] for _, t in turns], add_special_tokens=False)]
@@ -75,7 +61,7 @@ def shard_plots(path: Path) -> tuple[list[tuple[str, str]], dict]:
     seq_len = manifest["settings"]["seq_len"]
     fills, trained, total = [], 0, 0
     for shard in manifest["shards"]:
-        for batch in _batches(path / shard["name"], ["input_ids", "loss_mask"]):
+        for batch in output_batches(path / shard["name"], REPORT_BATCH, ["input_ids", "loss_mask"]):
             ids, mask = batch.column("input_ids"), batch.column("loss_mask")
             lengths = np.diff(np.frombuffer(ids.buffers()[1], np.int32, len(ids) + 1, 4 * ids.offset))  # from the offsets (to_numpy and compute load pyarrow.compute)
             fills += (lengths / seq_len).tolist()

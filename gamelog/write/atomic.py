@@ -84,6 +84,19 @@ def read_output(path: Path, columns: list[str] | None = None):
         raise unreadable(path, exc) from exc
 
 
+def output_batches(path: Path, batch_size: int, columns: list[str]):
+    """A Parquet file that gamelog wrote, `batch_size` rows at a time (read_output's streaming
+    sibling); a damaged one stops the command with its name."""
+    import pyarrow as pa
+
+    from gamelog.read.tables import parquet_batches
+
+    try:
+        yield from parquet_batches(path, batch_size, columns=columns)
+    except (pa.ArrowException, OSError) as exc:
+        raise unreadable(path, exc) from exc
+
+
 def unreadable(path: Path, exc: Exception) -> GamelogError:
     """The error for a file gamelog wrote that cannot be read (damaged, or not Parquet)."""
     return GamelogError(f"{path}: not readable ({exc}); run gamelog validate on its directory and re-create it.")
