@@ -360,6 +360,71 @@ def test_tokens_are_placed_by_their_first_visible_character(tokenizer, episodes)
         assert np.array_equal(placed, turn) and np.array_equal(placed_in_span, in_span)
 
 
+def _by_pieces_and_by_tokens(tok, template: str, rows: list[dict]):
+    """A batch built twice: its tokens placed a piece at a time (how pack places them) and each by its own offsets."""
+    from gamelog.pack.offsets import Encoder
+
+    render, encoder = make_renderer(tok, template, "auto"), Encoder(tok.tokenizer)
+    rendered = [render(row) for row in rows]
+    texts = [r.text for r in rendered]
+    cut = encoder.encode(texts)
+    assert cut.cut is not None
+    each = Tokens(cut.lengths, cut.ids, cut.offsets.copy())  # the same tokens, without their cut
+    return build_segments(rows, rendered, encoder.encode(texts), LossPolicy(), 0.9), build_segments(rows, rendered, each, LossPolicy(), 0.9), encoder
+
+
+@pytest.mark.parametrize(("tokenizer", "template", "inside"), [("phi-3-mini", "jinja", False), ("phi-3-mini", "chatml", True), ("phi-3-mini", "llama-3", True), ("phi-2", "chatml", True)])
+def test_tokens_placed_a_piece_at_a_time_are_where_their_own_offsets_place_them(tokenizer, template, inside, episodes):
+    """Placing the tokens of a piece (the text between added tokens) by the piece's start, and one by
+    one only where a move bound lies inside the piece, gives the same segments as placing every token
+    by its offsets: with Phi-3's own template no piece holds a bound, with ChatML's and Llama 3's most do."""
+    from gamelog.pack import choose_template, episode_batches
+    from gamelog.pack.tokens import _bounds, _by_pieces, lay_out, moves_of
+
+    tok = load_tokenizer(shared(TOKENIZERS[tokenizer]))
+    rows = [row for family in ("chat", "instruct") for row in next(episode_batches(episodes[family])).to_pylist()]
+    template = choose_template(tok, template)
+    (pieces, failed), (tokens, failed_too), encoder = _by_pieces_and_by_tokens(tok, template, rows)
+    assert len(pieces) == len(tokens) > 0 and failed.keys() == failed_too.keys()
+    for a, b in zip(pieces, tokens):
+        assert a.episode_id == b.episode_id
+        for name in ("ids", "mask", "player", "reward", "returns", "turn", "weight"):
+            x, y = getattr(a, name), getattr(b, name)
+            assert (x is None and y is None) or np.array_equal(x, y), (a.episode_id, name)
+    # which pieces hold a bound: none with Phi-3's template, so no offsets are worked out at all
+    render = make_renderer(tok, template, "auto")
+    rendered = [render(row) for row in rows]
+    batch_tokens = encoder.encode([r.text for r in rendered])
+    batch = lay_out(rows, rendered, moves_of(rows, rendered, LossPolicy()))
+    pieces_of = batch_tokens.cut.pieces
+    shift = np.repeat(np.arange(len(rows)), np.diff(np.append(pieces_of.first_gap, len(pieces_of.gap_start))))
+    start, end = pieces_of.gap_start - shift, pieces_of.gap_end - shift
+    bounds = _bounds(batch)
+    holding = (end > start) & (np.searchsorted(bounds, start, side="right") != np.searchsorted(bounds, end - 1, side="right"))
+    assert holding.any() == inside
+    assert _by_pieces(batch, batch_tokens) is not None and batch_tokens.given is None  # the offsets of the whole batch were never worked out
+
+
+def test_a_piece_whose_spelling_does_not_check_out_sends_the_batch_to_the_tokenizer(episodes, monkeypatch):
+    """Where a piece that holds a move bound needs its tokens' offsets and their spelling does not
+    check out, the tokenizer's own encodings replace the batch: the same segments, the tokenizer asked once."""
+    from gamelog.pack import episode_batches
+    from gamelog.pack.offsets import Encoder, Spelling
+
+    tok = load_tokenizer(shared("tokenizers/phi-3-mini"))
+    rows = next(episode_batches(episodes["chat"])).to_pylist()
+    (right, _), _, _ = _by_pieces_and_by_tokens(tok, "chatml", rows)
+    monkeypatch.setattr(Spelling, "_spells", lambda self, *args: False)
+    render, encoder = make_renderer(tok, "chatml", "auto"), Encoder(tok.tokenizer)
+    rendered = [render(row) for row in rows]
+    tokens = encoder.encode([r.text for r in rendered])
+    assert tokens.cut is not None and encoder.asked == 0
+    asked, _ = build_segments(rows, rendered, tokens, LossPolicy(), 0.9)
+    assert encoder.asked == 1 and tokens.cut is None  # the batch is the tokenizer's now
+    assert [s.episode_id for s in asked] == [s.episode_id for s in right]
+    assert all(np.array_equal(a.ids, b.ids) and np.array_equal(a.mask, b.mask) and np.array_equal(a.player, b.player) for a, b in zip(asked, right))
+
+
 def test_the_mask_check_rejects_a_hole_and_a_merge_across_moves(episodes):
     """Offsets that leave a trained move partly uncovered, or let a trained token reach into the next move, are caught."""
     tok = load_tokenizer(shared("tokenizers/phi-3-mini"))

@@ -21,10 +21,15 @@ normalized pieces meet the same BPE model); a probe at start-up compares both wa
 every added token, spaces, tabs, newlines and other whitespace, and keeps the tokenizer's own
 normalizer if any id differs.
 
+Offsets are worked out only where asked (`Tokens.derive`): pack places the tokens of a piece
+that holds no move bound by the piece alone (gamelog.pack.tokens), which with Phi-3's template is
+every piece, and asks for the offsets of the other tokens only.
+
 Nothing is assumed: every batch is checked. The added tokens found must be the added tokens in
-the ids, in order, and the tokens of every piece must spell exactly that piece's bytes. A batch
-that fails either check (an unknown token, a normalizer quirk) is encoded again with the
-tokenizer's own offsets, so the result is always the tokenizer's.
+the ids, in order (when encoding), and the tokens of every piece whose offsets are asked for must
+spell exactly that piece's bytes (every piece's byte count is compared). A batch that fails either
+check (an unknown token, a normalizer quirk) is encoded again with the tokenizer's own offsets, so
+the result is always the tokenizer's.
 """
 
 from __future__ import annotations
@@ -64,12 +69,32 @@ def _byte_maps(joined: str, raw: bytes):
 
 
 @dataclass
+class Cut:
+    """Where each token of a batch lies among the pieces its texts were cut into at their added
+    tokens (checked: the added tokens in the ids are the ones found, text by text)."""
+
+    pieces: Pieces
+    is_added: np.ndarray  # per token
+    added_before: np.ndarray  # per token: the added tokens before it in the batch (an added token's: which match it is)
+    piece: np.ndarray  # per token: a plain token's piece (an added token's: the piece it closes)
+
+
+@dataclass
 class Tokens:
-    """A batch of texts as flat token arrays: per text its token count; per token its id and character offsets."""
+    """A batch of texts as flat token arrays: per text its token count; per token its id and character offsets.
+
+    Where the ids came with a `Cut`, the offsets are worked out only when asked, and `derive` works
+    out those of some tokens only: a token inside a piece that holds no move bound needs none (see
+    gamelog.pack.tokens). Where the spelling does not check out, `ask` replaces the batch with the
+    tokenizer's own encodings.
+    """
 
     lengths: np.ndarray  # int64, tokens per text
     ids: np.ndarray  # int32
-    offsets: np.ndarray  # int64 (tokens, 2): [start, end) in the characters of its own text
+    given: np.ndarray | None = None  # int64 (tokens, 2): [start, end) in the characters of its own text
+    cut: Cut | None = None
+    encoder: Encoder | None = None  # with `texts`: what derives the offsets, or asks the tokenizer for them
+    texts: list[str] | None = None
 
     @classmethod
     def from_encodings(cls, encodings) -> Tokens:
@@ -78,11 +103,32 @@ class Tokens:
         offsets = np.fromiter(chain.from_iterable(chain.from_iterable(e.offsets for e in encodings)), dtype=np.int64, count=2 * len(ids)).reshape(-1, 2)
         return cls(lengths, ids, offsets)
 
+    @property
+    def offsets(self) -> np.ndarray:
+        """Every token's character offsets, from the ids where the spelling checks out, else the tokenizer's."""
+        if self.given is None:
+            self.given = self.derive()
+            if self.given is None:
+                self.ask()
+        return self.given
+
+    def derive(self, tokens: np.ndarray | None = None) -> np.ndarray | None:
+        """Character offsets of some tokens (indices, sorted; all by default) worked out from the ids;
+        None where the spelling of their pieces does not check out."""
+        return self.encoder.spelling.offsets(self.cut, self.lengths, self.ids, tokens)
+
+    def ask(self) -> None:
+        """The tokenizer's own encodings of the texts, with offsets, replace these tokens."""
+        asked = Tokens.from_encodings(self.encoder.tokenizer.encode_batch(self.texts, add_special_tokens=False))
+        self.encoder.asked += 1
+        self.lengths, self.ids, self.given, self.cut = asked.lengths, asked.ids, asked.given, None
+
     def select(self, texts: list[int]) -> Tokens:
         """The tokens of some of the texts, in the order given."""
+        offsets = self.offsets
         bounds = np.concatenate([[0], np.cumsum(self.lengths)])
         picked = np.concatenate([np.arange(bounds[k], bounds[k + 1]) for k in texts]) if texts else np.zeros(0, dtype=np.int64)
-        return Tokens(self.lengths[texts], self.ids[picked], self.offsets[picked])
+        return Tokens(self.lengths[texts], self.ids[picked], offsets[picked])
 
 
 class Encoder:
@@ -94,16 +140,17 @@ class Encoder:
         self.normalizer = None  # the tokenizer's normalizer, when this encoder does its work instead
         if self.spelling is not None and self.spelling.phantom and self._normalizes_alike():
             self.normalizer = tokenizer.normalizer
-        self.derived = 0  # batches whose offsets came from the ids
-        self.asked = 0  # batches whose derived offsets did not check out, encoded again with the tokenizer's
+        self.derived = 0  # batches encoded here, cut at their added tokens: their offsets, where asked, come from the ids
+        self.asked = 0  # batches the tokenizer encoded (again) with its offsets: another family, or a spelling that did not check out
 
     def encode(self, texts: list[str]) -> Tokens:
+        """The texts' ids; their offsets are worked out when asked (see Tokens) where this tokenizer's
+        family is understood and the added tokens in the ids are the ones found, else the tokenizer's."""
         if self.spelling is not None and (pieces := self.spelling.cut(texts)) is not None:
             lengths, ids = _ids(self._encode_ids(texts, pieces))
-            offsets = self.spelling.offsets(pieces, lengths, ids)
-            if offsets is not None:
+            if (cut := self.spelling.split(pieces, lengths, ids)) is not None:
                 self.derived += 1
-                return Tokens(lengths, ids, offsets)
+                return Tokens(lengths, ids, cut=cut, encoder=self, texts=texts)
         if self.spelling is not None:
             self.asked += 1
         return Tokens.from_encodings(self.tokenizer.encode_batch(texts, add_special_tokens=False))
@@ -275,13 +322,9 @@ class Spelling:
         bounds = (2 * np.append(pieces.first_gap, len(pieces.gap_start)) - np.arange(texts + 1)).tolist()
         return ["".join(parts[bounds[k] : bounds[k + 1]]) for k in range(texts)]
 
-    def offsets(self, pieces: Pieces, lengths: np.ndarray, ids: np.ndarray) -> np.ndarray | None:
-        """Character offsets of every token of these texts, or None where the spelling does not check out.
-
-        The plain tokens, spelled one after another, must give the pieces one after another (each
-        non-empty piece after its `▁` where one is prepended): a token's place in that spelled
-        stream, less where its piece starts there, is where it starts in its piece.
-        """
+    def split(self, pieces: Pieces, lengths: np.ndarray, ids: np.ndarray) -> Cut | None:
+        """Each token's piece, or None where the added tokens in the ids are not the ones found (in
+        order, text by text): the pieces are then not where the tokenizer cut."""
         if len(ids) and int(ids.max()) >= len(self.length):
             return None
         texts = len(lengths)
@@ -295,9 +338,20 @@ class Spelling:
         if not np.array_equal(np.diff(added_upto[token_start]), np.bincount(pieces.match_text, minlength=texts)):
             return None
         # a plain token's piece: one per added token before it, and one per text before its own
-        texts_before = np.cumsum(np.bincount(token_start[1:-1], minlength=len(ids)))[: len(ids)] if texts > 1 else np.zeros(len(ids), dtype=np.int64)
-        plain = np.flatnonzero(~is_added)
-        gap = (added_upto[:-1] + texts_before)[plain]
+        added_before = added_upto[:-1]
+        return Cut(pieces, is_added, added_before, added_before + np.repeat(np.arange(texts), lengths))
+
+    def offsets(self, cut: Cut, lengths: np.ndarray, ids: np.ndarray, tokens: np.ndarray | None = None) -> np.ndarray | None:
+        """Character offsets of some tokens (sorted indices; all by default), or None where the spelling does not check out.
+
+        The plain tokens, spelled one after another, must give the pieces one after another (each
+        non-empty piece after its `▁` where one is prepended): a token's place in that spelled
+        stream, less where its piece starts there, is where it starts in its piece. Every piece's
+        bytes are counted; those of the pieces that hold the tokens asked for are compared too.
+        """
+        pieces = cut.pieces
+        plain = np.flatnonzero(~cut.is_added)
+        gap = cut.piece[plain]
         size = self.length[ids[plain]]
         begin = np.cumsum(size) - size  # where each plain token starts in the spelled stream
         raw = pieces.joined.encode("utf-8")
@@ -308,17 +362,28 @@ class Spelling:
         spelled = gap_bytes + np.where(gap_bytes > 0, phantom, 0)  # each piece's bytes in the stream
         if not np.array_equal(np.bincount(gap, weights=size, minlength=len(gap_byte)).astype(np.int64), spelled):
             return None
-        if not self._spells(ids[plain], size, begin, raw, gap_byte, gap_bytes):
+        tokens = np.arange(len(ids)) if tokens is None else tokens
+        asked = np.zeros(len(ids), dtype=bool)
+        asked[tokens] = True
+        wanted = np.zeros(len(gap_byte), dtype=bool)  # the pieces of the plain tokens asked for
+        wanted[gap[asked[plain]]] = True
+        spelt = wanted[gap]
+        if not self._spells(ids[plain][spelt], size[spelt], raw, gap_byte[wanted], gap_bytes[wanted]):
             return None
-        piece = gap_byte[gap]
-        at = piece - phantom + begin - (np.cumsum(spelled) - spelled)[gap]  # the token's first byte in the joined text (the `▁` lead: before its piece)
-        offsets = np.empty((len(ids), 2), dtype=np.int64)
+        offsets = np.empty((len(tokens), 2), dtype=np.int64)
+        row = np.full(len(ids), -1, dtype=np.int64)
+        row[tokens] = np.arange(len(tokens))
         base = np.repeat(pieces.text_start, lengths)
-        offsets[plain, 0] = byte_char(np.maximum(at, piece)) - base[plain]
-        offsets[plain, 1] = byte_char(np.maximum(at + size - 1, piece)) + 1 - base[plain]
-        added = np.flatnonzero(is_added)
-        offsets[added, 0] = pieces.match_start - base[added]
-        offsets[added, 1] = pieces.match_end - base[added]
+        mine = asked[plain]
+        piece = gap_byte[gap[mine]]
+        at = piece - phantom + begin[mine] - (np.cumsum(spelled) - spelled)[gap[mine]]  # the token's first byte in the joined text (the `▁` lead: before its piece)
+        at_plain, width = plain[mine], size[mine]
+        offsets[row[at_plain], 0] = byte_char(np.maximum(at, piece)) - base[at_plain]
+        offsets[row[at_plain], 1] = byte_char(np.maximum(at + width - 1, piece)) + 1 - base[at_plain]
+        added = np.flatnonzero(cut.is_added & asked)
+        match = cut.added_before[added]
+        offsets[row[added], 0] = pieces.match_start[match] - base[added]
+        offsets[row[added], 1] = pieces.match_end[match] - base[added]
         return offsets
 
     def _token_id(self, matched: str) -> int:
@@ -328,8 +393,9 @@ class Spelling:
             self.matched[matched] = token_id
         return token_id
 
-    def _spells(self, ids: np.ndarray, size: np.ndarray, begin: np.ndarray, raw: bytes, gap_byte: np.ndarray, gap_bytes: np.ndarray) -> bool:
-        """The plain tokens, spelled out, are the pieces' bytes (each after a `▁` where one is prepended)."""
+    def _spells(self, ids: np.ndarray, size: np.ndarray, raw: bytes, gap_byte: np.ndarray, gap_bytes: np.ndarray) -> bool:
+        """These plain tokens, spelled out, are these pieces' bytes (each after a `▁` where one is prepended)."""
+        begin = np.cumsum(size) - size
         spelled = self.blob[np.repeat(self.start[ids] - begin, size) + np.arange(int(size.sum()))]
         pieces = [raw[a : a + n] for a, n in zip(gap_byte.tolist(), gap_bytes.tolist()) if n]
         if not self.phantom:

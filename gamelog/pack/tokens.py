@@ -4,7 +4,8 @@ The whole rendered text is encoded in one call (a batch at a time, no special to
 `gamelog.pack.offsets`), so a segment's ids are exactly the tokenizer's encoding of that episode:
 no per-turn encoding that changes merges at boundaries, no added BOS. Each token's start offset says which move it belongs
 to (anchored at its first visible character), and whether it falls in that move's trained span
-(text plus end-of-turn marker).
+(text plus end-of-turn marker); the tokens of a piece between added tokens that holds no move
+bound all fall where the piece starts, so only the others need offsets (`_by_pieces`).
 Then every episode is checked: the characters covered by trained tokens must hold each trained
 move (edge whitespace aside, which special tokens may absorb) and nothing of any other move; an
 episode that fails is rejected with reason `mask_mismatch`, never packed wrong.
@@ -189,16 +190,86 @@ def build_segments(episodes: list[dict], rendered: list[Rendered], tokens: Token
     """Segments for a batch of rendered episodes; failures map episode position -> RecordError."""
     moves = moves_of(episodes, rendered, policy)
     batch = lay_out(episodes, rendered, moves)
-    lengths, ids = tokens.lengths, tokens.ids
+    placed = _by_pieces(batch, tokens) if tokens.cut is not None else None
+    if placed is None:
+        placed = _by_tokens(batch, tokens)
+    lengths, ids = tokens.lengths, tokens.ids  # the tokenizer's own where derived offsets did not check out
     episode_of = np.repeat(np.arange(len(lengths)), lengths)
-    offsets = tokens.offsets + batch.text_base[episode_of][:, None]
-    start, end = offsets[:, 0], offsets[:, 1]
-    turn, in_span = _place(batch, start, end)
-    turn = np.where(turn >= batch.first_turn[episode_of], turn, -1)
+    turn = np.where(placed.turn >= batch.first_turn[episode_of], placed.turn, -1)
     inside = np.clip(turn, 0, None)
-    mask = (turn >= 0) & batch.trained[inside] & in_span
-    failures = check_masks(batch, start[mask], end[mask], rendered)
+    mask = (turn >= 0) & batch.trained[inside] & placed.in_span
+    covered = mask[placed.span_token]
+    failures = check_masks(batch, placed.span_start[covered], placed.span_end[covered], rendered)
     return _segments(episodes, rendered, lengths, ids, turn, inside, mask.astype(np.uint8), batch, moves, gamma, failures), failures
+
+
+@dataclass
+class Placed:
+    """Per token: the move its anchor falls in and whether that is in the move's trained span; and
+    the character spans the tokens cover (batch coordinates), each with a token whose mask it shares."""
+
+    turn: np.ndarray
+    in_span: np.ndarray
+    span_start: np.ndarray
+    span_end: np.ndarray
+    span_token: np.ndarray
+
+
+def _by_tokens(batch: Batch, tokens: Tokens) -> Placed:
+    """Every token placed by its own offsets."""
+    offsets = tokens.offsets  # first: the tokenizer's own encodings replace the batch where derived offsets do not check out
+    shift = np.repeat(batch.text_base, tokens.lengths)
+    start, end = offsets[:, 0] + shift, offsets[:, 1] + shift
+    turn, in_span = _place(batch, start, end)
+    return Placed(turn, in_span, start, end, np.arange(len(start)))
+
+
+def _by_pieces(batch: Batch, tokens: Tokens) -> Placed | None:
+    """Tokens placed a piece at a time (a piece: the text between two added tokens, which the
+    tokenizer encodes on its own). A piece that holds no move bound lies in one stretch between
+    bounds, so all its tokens have the place of its start, whatever their offsets, and together
+    they cover it: only the added tokens (whose offsets are their matches) and the tokens of pieces
+    that hold a bound (offsets derived for them alone) are placed one by one. With Phi-3's template
+    no piece holds a bound; with ChatML's, each move's header and text share one.
+    None where the bounds are out of order, or the spelling of a piece that holds a bound does not
+    check out (the tokenizer's own encodings then replace the batch)."""
+    bounds = _bounds(batch)
+    if (np.diff(bounds) < 0).any():
+        return None
+    cut = tokens.cut
+    pieces = cut.pieces
+    text = cut.piece - cut.added_before  # per token; the joined text of the pieces has a separator after each text
+    piece_text = np.repeat(np.arange(len(tokens.lengths)), np.diff(np.append(pieces.first_gap, len(pieces.gap_start))))
+    start, end = pieces.gap_start - piece_text, pieces.gap_end - piece_text
+    at_start = np.searchsorted(bounds, start, side="right")
+    holds = (end > start) & (np.searchsorted(bounds, end - 1, side="right") != at_start)
+    count = at_start[cut.piece]
+    plain = np.flatnonzero(~cut.is_added)
+    alone = plain[holds[cut.piece[plain]]]
+    added = np.flatnonzero(cut.is_added)
+    match = cut.added_before[added]
+    one_start = [pieces.match_start[match] - pieces.match_text[match]]
+    one_end = [pieces.match_end[match] - pieces.match_text[match]]
+    if alone.size:
+        offsets = tokens.derive(alone)
+        if offsets is None:
+            tokens.ask()
+            return None
+        shift = batch.text_base[text[alone]]
+        one_start.append(offsets[:, 0] + shift)
+        one_end.append(offsets[:, 1] + shift)
+    one = np.concatenate([added, alone])
+    one_start, one_end = np.concatenate(one_start), np.concatenate(one_end)
+    count[one] = _counts(bounds, batch.codes, one_start, one_end)
+    # the spans covered: each piece that holds no bound and has tokens (with its first), and each token placed alone
+    whole = np.flatnonzero(~holds & (np.bincount(cut.piece[plain], minlength=len(start)) > 0))
+    first = plain[np.searchsorted(cut.piece[plain], whole)]
+    return Placed((count - 1) // 3, (count - 1) % 3 == 1, np.concatenate([start[whole], one_start]), np.concatenate([end[whole], one_end]), np.concatenate([first, one]))
+
+
+def _bounds(batch: Batch) -> np.ndarray:
+    """Each move's start, content start and trained end in turn: sorted, unless a template writes moves out of order."""
+    return np.stack([batch.turn_start, batch.content_start, batch.trained_end], axis=1).ravel()
 
 
 def _place(batch: Batch, start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -207,19 +278,26 @@ def _place(batch: Batch, start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray
 
     The moves' bounds, each move's start, content start and trained end in turn, are one sorted
     list (checked); the count of bounds at or before a position says its move (a third of it) and
-    where in the move it is. A token within one stretch between bounds has the count of its start,
-    so only the few tokens that cross a bound are scanned for their first visible character.
+    where in the move it is (see _counts).
     """
-    bounds = np.stack([batch.turn_start, batch.content_start, batch.trained_end], axis=1).ravel()
+    bounds = _bounds(batch)
     if (np.diff(bounds) < 0).any():  # a template that writes moves out of order: every token by the rule itself
         anchor = _anchor(batch.codes, start, end)
         turn = np.searchsorted(batch.turn_start, anchor, side="right") - 1
         inside = np.clip(turn, 0, None)
         return turn, (anchor >= batch.content_start[inside]) & (anchor < batch.trained_end[inside])
+    count = _counts(bounds, batch.codes, start, end)
+    return (count - 1) // 3, (count - 1) % 3 == 1
+
+
+def _counts(bounds: np.ndarray, codes: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """Per token: the count of (sorted) bounds at or before its anchor. A token within one stretch
+    between bounds has the count of its start, so only the few tokens that cross a bound are
+    scanned for their first visible character."""
     count = np.searchsorted(bounds, start, side="right")
     crossing = np.flatnonzero(np.searchsorted(bounds, np.maximum(end - 1, start), side="right") != count)
-    count[crossing] = np.searchsorted(bounds, _anchor(batch.codes, start[crossing], end[crossing]), side="right")
-    return (count - 1) // 3, (count - 1) % 3 == 1
+    count[crossing] = np.searchsorted(bounds, _anchor(codes, start[crossing], end[crossing]), side="right")
+    return count
 
 
 def _anchor(codes: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
