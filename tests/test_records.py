@@ -37,3 +37,23 @@ def test_turn_model_refuses_invalid_moves(bad):
 def test_episode_needs_a_turn():
     with pytest.raises(ValidationError, match="turns"):
         Episode.model_validate({"episode_id": "e", "source": "s", "regime": "sft", "turns": []})
+
+
+def test_episode_tables_built_from_buffers_are_arrows_own():
+    """episode_table builds its columns from buffers (and a field no row fills as nulls): the same
+    table as Arrow's own from_pylist, nulls, ASCII and other text alike."""
+    from gamelog.write.shards import EPISODE_SCHEMA, episode_table
+
+    def move(player, role, content, **more):
+        return {"player": player, "role": role, "name": None, "content": content, "reward": None, "optimality": "unknown", "weight": None} | more
+
+    def episode(k, turns, **more):
+        return {"episode_id": f"e{k}", "source": "s.jsonl", "regime": "sft", "game": "cooperative", "task": "chat", "group_id": None, "rank": None, "outcome": None, "turns": turns, "meta": {}} | more
+
+    plain = [episode(0, [move(1, "user", "Hi"), move(2, "assistant", "Hello!")]), episode(1, [move(1, "user", "Grüße, 日本 🎉"), move(2, "assistant", "ok")])]
+    mixed = plain + [episode(2, [move(1, "user", "x", name="ann"), move(2, "assistant", "y", reward=1.0, weight=0.5)], group_id="g", rank=0, outcome=0.5, meta={"id": 7})]
+    for rows in (plain, mixed):
+        ours = episode_table([dict(r, turns=[dict(t) for t in r["turns"]]) for r in rows])
+        theirs = pa.Table.from_pylist([r | {"meta": "{}" if not r["meta"] else '{"id":7}'} for r in rows], schema=EPISODE_SCHEMA)
+        assert ours.equals(theirs)
+    assert episode_table(plain).column("group_id").null_count == 2

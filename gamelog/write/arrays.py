@@ -47,6 +47,8 @@ def strings(values: list[str | None]) -> pa.Array:
 
 def scalars(values: list, type_: pa.DataType) -> pa.Array:
     """A column of Python scalars (None is null) of a string, integer or floating type."""
+    if values.count(None) == len(values):  # a field no record fills (a move's name or reward, mostly): nothing to read
+        return pa.nulls(len(values), type_)
     if type_ == pa.string():
         return strings(values)
     if None not in values:
