@@ -243,9 +243,10 @@ def _by_pieces(batch: Batch, tokens: Tokens) -> Placed | None:
     start, end = pieces.gap_start - piece_text, pieces.gap_end - piece_text
     at_start = np.searchsorted(bounds, start, side="right")
     holds = (end > start) & (np.searchsorted(bounds, end - 1, side="right") != at_start)
-    count = at_start[cut.piece]
+    turn, in_span = ((at_start - 1) // 3)[cut.piece], ((at_start - 1) % 3 == 1)[cut.piece]  # each token as its piece's start
     plain = np.flatnonzero(~cut.is_added)
-    alone = plain[holds[cut.piece[plain]]]
+    plain_piece = cut.piece[plain]
+    alone = plain[holds[plain_piece]]
     added = np.flatnonzero(cut.is_added)
     match = cut.added_before[added]
     one_start = [pieces.match_start[match] - pieces.match_text[match]]
@@ -260,11 +261,12 @@ def _by_pieces(batch: Batch, tokens: Tokens) -> Placed | None:
         one_end.append(offsets[:, 1] + shift)
     one = np.concatenate([added, alone])
     one_start, one_end = np.concatenate(one_start), np.concatenate(one_end)
-    count[one] = _counts(bounds, batch.codes, one_start, one_end)
+    count = _counts(bounds, batch.codes, one_start, one_end)
+    turn[one], in_span[one] = (count - 1) // 3, (count - 1) % 3 == 1
     # the spans covered: each piece that holds no bound and has tokens (with its first), and each token placed alone
-    whole = np.flatnonzero(~holds & (np.bincount(cut.piece[plain], minlength=len(start)) > 0))
-    first = plain[np.searchsorted(cut.piece[plain], whole)]
-    return Placed((count - 1) // 3, (count - 1) % 3 == 1, np.concatenate([start[whole], one_start]), np.concatenate([end[whole], one_end]), np.concatenate([first, one]))
+    whole = np.flatnonzero(~holds & (np.bincount(plain_piece, minlength=len(start)) > 0))
+    first = plain[np.searchsorted(plain_piece, whole)]
+    return Placed(turn, in_span, np.concatenate([start[whole], one_start]), np.concatenate([end[whole], one_end]), np.concatenate([first, one]))
 
 
 def _bounds(batch: Batch) -> np.ndarray:
