@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -67,3 +68,16 @@ def test_summaries_in_a_pipe_are_plain_lines_without_rich(tmp_path):
     assert lines[0].startswith("gamelog pack -> out") and lines[-1] == "False"
     assert [line.split() for line in lines[1:-1]] == [["rows", "3"], ["tokens", "total", "1,200"], ["rejected:", "too_long", "2"], ["efficiency", "50.00%"]]
     assert len({len(line) for line in lines[1:-1]}) == 1  # values right-aligned in one column
+
+
+def test_pack_allocates_arrow_memory_from_the_heap_it_trims(tmp_path):
+    """`gamelog pack` runs Arrow on glibc's heap (trimmed after each window), not on its mimalloc
+    pool; convert keeps Arrow's default. The pool is chosen when pyarrow loads, so each command
+    runs in a fresh interpreter here, and says which pool Arrow used."""
+    code = "import sys; from typer.testing import CliRunner; from gamelog.cli import app; done = CliRunner().invoke(app, sys.argv[1:]); import pyarrow as pa; print(done.exit_code, pa.default_memory_pool().backend_name)"
+    run = lambda *args: subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=ROOT, env={k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"})
+    converted = run("convert", shared("chat"), "--out", str(tmp_path / "episodes"))
+    packed = run("pack", str(tmp_path / "episodes"), "--tokenizer", "builtin", "--seq-len", "512", "--out", str(tmp_path / "shards"))
+    exit_code, pool = converted.stdout.split()[-2:]
+    assert exit_code == "0" and pool != "system", converted.stdout + converted.stderr
+    assert packed.stdout.split()[-2:] == ["0", "system"], packed.stdout + packed.stderr
