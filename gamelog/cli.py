@@ -152,7 +152,7 @@ def pack(
     # Arrow allocates from glibc's heap, which pack trims after each window, not from its mimalloc
     # pool, which kept pages of the batches read: at 10x the speed workload the peak moved between
     # 256 and 299 MiB from run to run and grew with the source path in every episode; now 238-250
-    # (1x: 222-227 against 239-245 MiB), as fast. Read when pyarrow loads, so set before.
+    # (1x: 218-227 against 239-245 MiB), as fast. Read when pyarrow loads, so set before.
     os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
     from gamelog.pack import PackOptions, pack as run
 
