@@ -374,12 +374,11 @@ def _by_pieces_and_by_tokens(tok, template: str, rows: list[dict]):
 
 
 @pytest.mark.parametrize(("tokenizer", "template", "inside"), [("phi-3-mini", "jinja", False), ("phi-3-mini", "chatml", True), ("phi-3-mini", "llama-3", True), ("phi-2", "chatml", True)])
-def test_tokens_placed_a_piece_at_a_time_are_where_their_own_offsets_place_them(tokenizer, template, inside, episodes):
+def test_tokens_placed_a_piece_at_a_time_are_where_their_own_offsets_place_them(tokenizer, template, inside, episodes, monkeypatch):
     """Placing the tokens of a piece (the text between added tokens) by the piece's start, and one by
     one only where a move bound lies inside the piece, gives the same segments as placing every token
     by its offsets: with Phi-3's own template no piece holds a bound, with ChatML's and Llama 3's most do."""
     from gamelog.pack import choose_template, episode_batches
-    from gamelog.pack.tokens import _bounds, _by_pieces, lay_out, moves_of
 
     tok = load_tokenizer(shared(TOKENIZERS[tokenizer]))
     rows = [row for family in ("chat", "instruct") for row in next(episode_batches(episodes[family])).to_pylist()]
@@ -392,17 +391,15 @@ def test_tokens_placed_a_piece_at_a_time_are_where_their_own_offsets_place_them(
             x, y = getattr(a, name), getattr(b, name)
             assert (x is None and y is None) or np.array_equal(x, y), (a.episode_id, name)
     # which pieces hold a bound: none with Phi-3's template, so no offsets are worked out at all
+    asked: list[int] = []
+    derive = Tokens.derive
+    monkeypatch.setattr(Tokens, "derive", lambda self, tokens=None: asked.append(len(tokens)) or derive(self, tokens))
     render = make_renderer(tok, template, "auto")
     rendered = [render(row) for row in rows]
     batch_tokens = encoder.encode([r.text for r in rendered])
-    batch = lay_out(rows, rendered, moves_of(rows, rendered, LossPolicy()))
-    pieces_of = batch_tokens.cut.pieces
-    shift = np.repeat(np.arange(len(rows)), np.diff(np.append(pieces_of.first_gap, len(pieces_of.gap_start))))
-    start, end = pieces_of.gap_start - shift, pieces_of.gap_end - shift
-    bounds = _bounds(batch)
-    holding = (end > start) & (np.searchsorted(bounds, start, side="right") != np.searchsorted(bounds, end - 1, side="right"))
-    assert holding.any() == inside
-    assert _by_pieces(batch, batch_tokens) is not None and batch_tokens.given is None  # the offsets of the whole batch were never worked out
+    build_segments(rows, rendered, batch_tokens, LossPolicy(), 0.9)
+    assert bool(asked) == inside and all(asked)  # offsets of the tokens of pieces that hold a bound, and only where some do
+    assert batch_tokens.cut is not None and batch_tokens.given is None  # the offsets of the whole batch were never worked out
 
 
 def test_a_piece_whose_spelling_does_not_check_out_sends_the_batch_to_the_tokenizer(episodes, monkeypatch):

@@ -238,7 +238,6 @@ def _by_pieces(batch: Batch, tokens: Tokens) -> Placed | None:
         return None
     cut = tokens.cut
     pieces = cut.pieces
-    text = cut.piece - cut.added_before  # per token; the joined text of the pieces has a separator after each text
     piece_text = np.repeat(np.arange(len(tokens.lengths)), np.diff(np.append(pieces.first_gap, len(pieces.gap_start))))
     start, end = pieces.gap_start - piece_text, pieces.gap_end - piece_text
     at_start = np.searchsorted(bounds, start, side="right")
@@ -256,7 +255,7 @@ def _by_pieces(batch: Batch, tokens: Tokens) -> Placed | None:
         if offsets is None:
             tokens.ask()
             return None
-        shift = batch.text_base[text[alone]]
+        shift = batch.text_base[(cut.piece - cut.added_before)[alone]]  # each one's text (the pieces of a text: one more than its added tokens)
         one_start.append(offsets[:, 0] + shift)
         one_end.append(offsets[:, 1] + shift)
     one = np.concatenate([added, alone])
