@@ -39,7 +39,7 @@ from gamelog.memory import release_freed_memory
 from gamelog.read import DEFAULT_MAX_RECORD_BYTES, Item, expand_inputs, raw_text, read_items
 from gamelog.read.items import BATCH_BYTES
 from gamelog.read.json import LineBatch
-from gamelog.records import ConvertReport
+from gamelog.records import ConvertReport, build_now
 from gamelog.roles import RoleOptions
 from gamelog.roles.transcript import TRANSCRIPT
 from gamelog.write.atomic import shard_entries, write_text
@@ -108,7 +108,9 @@ def convert(inputs: list[str], *, out: Path, options: ConvertOptions | None = No
     rejects = ShardWriter(out, "rejects", REJECT_SCHEMA, shard_rows=0, single=True)
     tally, seen = Tally(), FirstSeen()
     with Crew(Converter(options), workers_for(options, sources)) as crew, publishing(out, episodes, rejects):
-        for table, bad in convert_sources(sources, options, tally, seen, crew):
+        for written, (table, bad) in enumerate(convert_sources(sources, options, tally, seen, crew)):
+            if written == 0:
+                build_now(ConvertReport)  # while the workers convert
             if table is not None:
                 episodes.write(table)
             if bad:

@@ -345,8 +345,10 @@ def pack(episodes: str | Path, *, out: Path, options: PackOptions, on_progress=N
         first = list(islice(results, 1))  # the workers get their first batches now, not after the imports below
         # the writers and the records models (pydantic) load here, while the workers run batches
         from gamelog.pack.rows import PACKED_SCHEMA
+        from gamelog.records import PackManifest, build_now
         from gamelog.write.shards import REJECT_SCHEMA, ShardWriter, publishing, reject_table
 
+        build_now(PackManifest)
         shards = ShardWriter(out, "part", PACKED_SCHEMA, shard_rows=options.shard_rows)
         rejects = ShardWriter(out, "rejects", REJECT_SCHEMA, shard_rows=0, single=True)
         with publishing(out, shards, rejects):
