@@ -19,7 +19,9 @@ pieces already written with `▁` (one `str.replace` per batch) and runs without
 which otherwise costs a sixth of its time. The result is the same ids by construction (the same
 normalized pieces meet the same BPE model); a probe at start-up compares both ways on texts with
 every added token, spaces, tabs, newlines and other whitespace, and keeps the tokenizer's own
-normalizer if any id differs.
+normalizer if any id differs. Where no token of the vocabulary holds a `▁` after another character,
+a batch is encoded one distinct word at a time (gamelog.pack.words): half the tokenizer's time, the
+same ids (a probe at start-up compares those too).
 
 Offsets are worked out only where asked (`Tokens.derive`): pack places the tokens of a piece
 that holds no move bound by the piece alone (gamelog.pack.tokens), which with Phi-3's template is
@@ -36,10 +38,13 @@ from __future__ import annotations
 
 import json
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import chain
 
 import numpy as np
+
+from gamelog.pack.words import Words
 
 SPIECE_NORMALIZER = {"type": "Sequence", "normalizers": [{"type": "Prepend", "prepend": "▁"}, {"type": "Replace", "pattern": {"String": " "}, "content": "▁"}]}
 BYTE_TOKEN = re.compile(r"<0x([0-9A-Fa-f]{2})>")
@@ -138,16 +143,21 @@ class Encoder:
         self.tokenizer = tokenizer
         self.spelling = Spelling.of(tokenizer)
         self.normalizer = None  # the tokenizer's normalizer, when this encoder does its work instead
+        self.words = None  # where a batch may be encoded one distinct word at a time (gamelog.pack.words)
         if self.spelling is not None and self.spelling.phantom and self._normalizes_alike():
             self.normalizer = tokenizer.normalizer
+            self.words = Words.of(tokenizer, self.spelling)
+            if self.words is not None and not self._words_alike():
+                self.words = None
         self.derived = 0  # batches encoded here, cut at their added tokens: their offsets, where asked, come from the ids
+        self.by_words = 0  # of those, batches encoded one distinct word at a time
         self.asked = 0  # batches the tokenizer encoded (again) with its offsets: another family, or a spelling that did not check out
 
     def encode(self, texts: list[str]) -> Tokens:
         """The texts' ids; their offsets are worked out when asked (see Tokens) where this tokenizer's
         family is understood and the added tokens in the ids are the ones found, else the tokenizer's."""
         if self.spelling is not None and (pieces := self.spelling.cut(texts)) is not None:
-            lengths, ids = _ids(self._encode_ids(texts, pieces))
+            lengths, ids = self._encode_ids(texts, pieces)
             if (cut := self.spelling.split(pieces, lengths, ids)) is not None:
                 self.derived += 1
                 return Tokens(lengths, ids, cut=cut, encoder=self, texts=texts)
@@ -155,31 +165,56 @@ class Encoder:
             self.asked += 1
         return Tokens.from_encodings(self.tokenizer.encode_batch(texts, add_special_tokens=False))
 
-    def _encode_ids(self, texts: list[str], pieces: Pieces) -> list:
+    def _encode_ids(self, texts: list[str], pieces: Pieces, words: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Per text its token count, and the ids: normalized here where this encoder does it, and
+        one distinct word at a time where the scheme holds (`words`) and the batch fits it."""
         if self.normalizer is None:
-            return self.tokenizer.encode_batch_fast(texts, add_special_tokens=False)
-        normalized = self.spelling.normalized(pieces)
-        self.tokenizer.normalizer = None  # this process's encoder is the tokenizer's only user while it encodes
+            return _ids(self.tokenizer.encode_batch_fast(texts, add_special_tokens=False))
+        parts, bounds = self.spelling.parts(pieces)
+        with self._bare():
+            if words and self.words is not None and (found := self.words.encode(self.tokenizer, pieces, parts, bounds)) is not None:
+                self.by_words += 1
+                return found
+            normalized = ["".join(parts[bounds[k] : bounds[k + 1]]) for k in range(len(bounds) - 1)]
+            return _ids(self.tokenizer.encode_batch_fast(normalized, add_special_tokens=False))
+
+    @contextmanager
+    def _bare(self):
+        """The tokenizer without its normalizer while inside (this process's encoder is its only user while it encodes)."""
+        saved = self.tokenizer.normalizer
+        self.tokenizer.normalizer = None
         try:
-            return self.tokenizer.encode_batch_fast(normalized, add_special_tokens=False)
+            yield
         finally:
-            self.tokenizer.normalizer = self.normalizer
+            self.tokenizer.normalizer = saved
+
+    def _probes(self) -> list[str]:
+        """Texts with every added token, spaces, tabs, newlines and other whitespace."""
+        return [f"{a} x{a}y  {a}\n\t z {a}{a}" for a in sorted(self.spelling.by_content)] + PROBES
 
     def _normalizes_alike(self) -> bool:
-        """Whether ids of texts normalized here are the tokenizer's own, on probes of every added token and whitespace."""
-        added = sorted(self.spelling.by_content)
-        probes = [f"{a} x{a}y  {a}\n\t z {a}{a}" for a in added] + PROBES
+        """Whether ids of texts normalized here are the tokenizer's own, on the probes."""
+        probes = self._probes()
         pieces = self.spelling.cut(probes)
         if pieces is None:
             return False
         own = self.tokenizer.encode_batch_fast(probes, add_special_tokens=False)
-        saved = self.tokenizer.normalizer
-        self.tokenizer.normalizer = None
-        try:
+        with self._bare():
             here = self.tokenizer.encode_batch_fast(self.spelling.normalized(pieces), add_special_tokens=False)
-        finally:
-            self.tokenizer.normalizer = saved
         return all(a.ids == b.ids for a, b in zip(own, here))
+
+    def _words_alike(self) -> bool:
+        """Whether ids encoded one distinct word at a time are those of the whole texts, on the probes
+        (each alone, so that an added token is free to stand between words) and on all of them at once."""
+        for probes in [[p] for p in self._probes()] + [[" ".join(PROBES)] * 2]:
+            pieces = self.spelling.cut(probes)
+            whole = self._encode_ids(probes, pieces, words=False)
+            parts, bounds = self.spelling.parts(pieces)
+            with self._bare():
+                found = self.words.encode(self.tokenizer, pieces, parts, bounds)
+            if found is None or not all(np.array_equal(a, b) for a, b in zip(whole, found)):
+                return False
+        return True
 
 
 def _ids(encodings) -> tuple[np.ndarray, np.ndarray]:
@@ -308,6 +343,12 @@ class Spelling:
     def normalized(self, pieces: Pieces) -> list[str]:
         """The texts as the SentencePiece normalizer writes them: each non-empty piece with `▁` for
         its spaces and one `▁` before it, and each added token as itself (without what it swallowed)."""
+        parts, bounds = self.parts(pieces)
+        return ["".join(parts[bounds[k] : bounds[k + 1]]) for k in range(len(bounds) - 1)]
+
+    def parts(self, pieces: Pieces) -> tuple[list[str], list[int]]:
+        """The normalized texts' parts in order (see `normalized`): piece, added token, ..., piece,
+        text after text; and where each text's parts start (and their end)."""
         written = pieces.joined.replace(" ", "▁")  # one character for one: the spans still hold
         parts: list[str] = [""] * (len(pieces.gap_start) + len(pieces.match_start))
         texts = len(pieces.first_gap)
@@ -319,8 +360,7 @@ class Spelling:
         content = self.content
         for slot, token_id in zip((2 * np.arange(len(pieces.match_start)) + pieces.match_text + 1).tolist(), pieces.match_ids.tolist()):
             parts[slot] = content[token_id]
-        bounds = (2 * np.append(pieces.first_gap, len(pieces.gap_start)) - np.arange(texts + 1)).tolist()
-        return ["".join(parts[bounds[k] : bounds[k + 1]]) for k in range(texts)]
+        return parts, (2 * np.append(pieces.first_gap, len(pieces.gap_start)) - np.arange(texts + 1)).tolist()
 
     def split(self, pieces: Pieces, lengths: np.ndarray, ids: np.ndarray) -> Cut | None:
         """Each token's piece, or None where the added tokens in the ids are not the ones found (in
