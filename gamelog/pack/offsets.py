@@ -205,7 +205,8 @@ class Encoder:
 
     def _words_alike(self) -> bool:
         """Whether ids encoded one distinct word at a time are those of the whole texts, on the probes
-        (each alone, so that an added token is free to stand between words) and on all of them at once."""
+        (each alone, so that an added token is free to stand between words) and on a batch of two
+        texts that repeat every word of the plain ones."""
         for probes in [[p] for p in self._probes()] + [[" ".join(PROBES)] * 2]:
             pieces = self.spelling.cut(probes)
             whole = self._encode_ids(probes, pieces, words=False)
