@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from tokenizers import Tokenizer
 
 from gamelog.convert import ConvertOptions, convert
@@ -77,3 +79,28 @@ def test_the_scheme_holds_only_where_no_merge_can_join_words():
     for change in (inner_lead, ignore_merges):
         encoder = Encoder(_changed(change))
         assert encoder.normalizer is not None and encoder.words is None
+
+
+_ENCODER: list[Encoder] = []
+
+
+def _phi3_encoder() -> Encoder:
+    """One encoder for every example (loading the tokenizer takes longer than an example)."""
+    if not _ENCODER:
+        _ENCODER.append(Encoder(load_tokenizer(PHI3).tokenizer))
+    return _ENCODER[0]
+
+
+# spaces and runs of them, `▁` written in the text, whitespace the tokenizer keeps or an added
+# token swallows, byte-fallback characters, letters, digits, and added tokens with what may follow
+ALPHABET = st.sampled_from([" ", "  ", "▁", "▁▁", "\n", "\t", "\r\n", "\u3000", "a", "the", "ing", "7", "é", "日本", "🎉", ".", "<", "|", "<0x0A>", "<|end|>", "<|user|>", "<|endoftext|>", "<s>"])
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(texts=st.lists(st.lists(ALPHABET, max_size=40).map("".join), min_size=1, max_size=6))
+def test_any_text_encoded_one_distinct_word_at_a_time_gets_the_tokenizers_own_ids(texts):
+    encoder = _phi3_encoder()
+    before = encoder.by_words
+    ours, theirs = encoder.encode(texts), _theirs(encoder.tokenizer, texts)
+    assert np.array_equal(ours.lengths, theirs.lengths) and np.array_equal(ours.ids, theirs.ids)
+    assert encoder.by_words == before + 1
