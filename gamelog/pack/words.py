@@ -108,7 +108,10 @@ def _distinct(raw: bytes, starts: np.ndarray) -> tuple[np.ndarray, bytes, int]:
     its NUL), in the order first seen; and how many there are."""
     # pyarrow.compute's call_function, from the module that defines it: importing pyarrow.compute
     # builds a wrapper for every kernel (25 ms a process, before pack forks its workers), this 4 ms
-    from pyarrow._compute import call_function
+    try:
+        from pyarrow._compute import call_function
+    except ImportError:  # a pyarrow that keeps it elsewhere: the public module has it
+        from pyarrow.compute import call_function
 
     offsets = np.append(starts, len(raw)).astype(np.int64)
     words = pa.LargeBinaryArray.from_buffers(pa.large_binary(), len(starts), [None, pa.py_buffer(offsets), pa.py_buffer(raw)])
