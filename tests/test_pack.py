@@ -162,6 +162,23 @@ def test_preference_pairs_share_the_prompt_exactly(episodes, tmp_path):
     assert validate(tmp_path / "pairs").valid
 
 
+def test_pair_tables_built_from_buffers_are_arrows_own():
+    """pairs_table builds its list columns from one numpy concatenation each: the same table as
+    Arrow's own from_pylist (which imports pandas), empty answers and other text alike."""
+    import pyarrow as pa
+
+    from gamelog.pack.pairs import PAIR_SCHEMA, pairs_table
+
+    def row(k, prompt, chosen, rejected, margin):
+        ids = lambda n: np.arange(k, k + n, dtype=np.int32)
+        masks = lambda n: (np.arange(n) % 2).astype(np.uint8)
+        return {"prompt_ids": ids(prompt), "chosen_ids": ids(chosen), "rejected_ids": ids(rejected), "chosen_mask": masks(chosen), "rejected_mask": masks(rejected), "margin": margin, "group_id": f"g{k} 日本", "chosen_id": f"c{k}", "rejected_id": f"r{k}"}
+
+    rows = [row(0, 3, 5, 2, 1.0), row(1, 1, 0, 4, -0.5), row(2, 7, 3, 0, 0.0)]
+    theirs = pa.Table.from_pylist([{k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in r.items()} for r in rows], schema=PAIR_SCHEMA)
+    assert pairs_table(rows).equals(theirs)
+
+
 def test_auto_objective_trains_only_the_optimal_branch(episodes, tmp_path):
     manifest = pack(episodes["preference"], out=tmp_path / "auto", options=PackOptions(tokenizer=shared("tokenizers/phi-2")))
     rows = _episode_rows(episodes["preference"])

@@ -25,6 +25,7 @@ from gamelog.pack.offsets import Tokens
 from gamelog.pack.segments import PackCounts
 from gamelog.pack.tokens import LossPolicy, build_segments
 from gamelog.records import PreferenceRow, arrow_schema
+from gamelog.write.arrays import lists, numeric, scalars
 from gamelog.write.shards import REJECT_SCHEMA, ShardWriter, publishing, reject_table
 
 PAIR_SCHEMA = arrow_schema(PreferenceRow)
@@ -82,7 +83,7 @@ def pack_pairs(episodes: Path, *, out: Path, options, tok, template: str, render
                         rows.append(row)
                 counts.episodes_packed += len(used)
             if rows:
-                shards.write(pa.Table.from_pylist(rows, schema=PAIR_SCHEMA))
+                shards.write(pairs_table(rows))
                 counts.rows += len(rows)
             counts.pairs = counts.rows + counts.pairs_rejected + counts.pairs_dropped
             if bad:
@@ -115,13 +116,30 @@ def _pair_row(chosen, rejected, group_id, renderer, tokenizer, policy, options, 
     counts.tokens_trained += int(good.mask[cut:limit].sum() + worse.mask[cut:limit].sum())
     margin = (chosen["outcome"] or 0.0) - (rejected["outcome"] or 0.0)
     return {
-        "prompt_ids": good.ids[:cut].tolist(),
-        "chosen_ids": good.ids[cut:limit].tolist(),
-        "rejected_ids": worse.ids[cut:limit].tolist(),
-        "chosen_mask": good.mask[cut:limit].tolist(),
-        "rejected_mask": worse.mask[cut:limit].tolist(),
+        "prompt_ids": good.ids[:cut],
+        "chosen_ids": good.ids[cut:limit],
+        "rejected_ids": worse.ids[cut:limit],
+        "chosen_mask": good.mask[cut:limit],
+        "rejected_mask": worse.mask[cut:limit],
         "margin": margin,
         "group_id": group_id,
         "chosen_id": chosen["episode_id"],
         "rejected_id": rejected["episode_id"],
     }
+
+
+def pairs_table(rows: list[dict]) -> pa.Table:
+    """The pair rows as a table of PAIR_SCHEMA, each list column one numpy concatenation
+    (`pa.Table.from_pylist` imports pandas: 0.25 s of the command)."""
+    columns = []
+    for field in PAIR_SCHEMA:
+        values = [row[field.name] for row in rows]
+        if pa.types.is_list(field.type):
+            item = field.type.value_type
+            sizes = np.fromiter(map(len, values), dtype=np.int64, count=len(values))
+            offsets = np.zeros(len(values) + 1, dtype=np.int64)
+            np.cumsum(sizes, out=offsets[1:])
+            columns.append(lists(numeric(np.concatenate(values), item), offsets, field.type))
+        else:
+            columns.append(scalars(values, field.type))
+    return pa.Table.from_arrays(columns, schema=PAIR_SCHEMA)
