@@ -162,6 +162,35 @@ def test_preference_pairs_share_the_prompt_exactly(episodes, tmp_path):
     assert validate(tmp_path / "pairs").valid
 
 
+def test_pairs_encoded_together_are_kept_or_rejected_one_by_one(tmp_path):
+    """Pairs are encoded a batch at a time; a pair whose answers share no opening move is rejected
+    alone, in its place, and the pairs around it are packed as they would be alone."""
+    from gamelog.write.shards import episode_table
+
+    good = lambda k: {"chosen": f"\n\nHuman: question {k}?\n\nAssistant: a fine answer {k}.", "rejected": f"\n\nHuman: question {k}?\n\nAssistant: no."}
+    (tmp_path / "pairs.jsonl").write_text("".join(json.dumps(good(k)) + "\n" for k in range(2)))
+    convert([str(tmp_path / "pairs.jsonl")], out=tmp_path / "converted", options=ConvertOptions())
+    rows = [r | {"meta": {}} for r in pq.read_table(next((tmp_path / "converted").glob("episodes-*.parquet"))).to_pylist()]
+    # a group whose answers part at their first move (convert never writes one; a hand-made file may)
+    apart = [dict(rows[0], episode_id="apart-0", group_id="apart"), dict(rows[1], episode_id="apart-1", group_id="apart", turns=[dict(rows[1]["turns"][0], content="another question"), *rows[1]["turns"][1:]])]
+    (tmp_path / "episodes").mkdir()
+    pq.write_table(episode_table(rows[:2] + apart + rows[2:]), tmp_path / "episodes" / "episodes-00000.parquet")
+    tok_dir = shared(TOKENIZERS["phi-3-mini"])
+    manifest = pack(tmp_path / "episodes", out=tmp_path / "out", options=PackOptions(tokenizer=tok_dir, objective="preference"))
+    counts = manifest.counts
+    assert (counts["rows"], counts["pairs_rejected"], counts["pairs"]) == (2, 1, 3)
+    rejects = pq.read_table(tmp_path / "out" / "rejects.parquet").to_pylist()
+    assert [(r["reason"], r["location"]) for r in rejects] == [("prompt_mismatch", "group apart")]
+    tok = load_tokenizer(tok_dir)
+    render = make_renderer(tok, manifest.template, "sft")
+    by_id = {r["episode_id"]: r for r in rows}
+    packed = pq.read_table(tmp_path / "out" / "part-00000.parquet").to_pylist()
+    assert [p["group_id"] for p in packed] == [rows[0]["group_id"], rows[2]["group_id"]]
+    for pair in packed:
+        for side in ("chosen", "rejected"):
+            assert pair["prompt_ids"] + pair[f"{side}_ids"] == tok.tokenizer.encode(render(by_id[pair[f"{side}_id"]]).text, add_special_tokens=False).ids
+
+
 def test_pair_tables_built_from_buffers_are_arrows_own():
     """pairs_table builds its list columns from one numpy concatenation each: the same table as
     Arrow's own from_pylist (which imports pandas), empty answers and other text alike."""

@@ -21,8 +21,8 @@ import numpy as np
 import pyarrow as pa
 
 from gamelog.errors import GamelogError, RecordError
-from gamelog.pack.offsets import Tokens
-from gamelog.pack.segments import PackCounts
+from gamelog.pack.offsets import Encoder
+from gamelog.pack.segments import ENCODE_BATCH, PackCounts
 from gamelog.pack.tokens import LossPolicy, build_segments
 from gamelog.records import PreferenceRow, arrow_schema
 from gamelog.write.arrays import lists, numeric, scalars
@@ -46,42 +46,70 @@ def first_difference(a: list[dict], b: list[dict]) -> int:
     return shared
 
 
-def encode_pair(chosen: dict, rejected: dict, render, tokenizer, policy: LossPolicy):
-    split_turn = first_difference(chosen["turns"], rejected["turns"])
-    if split_turn == 0:
-        raise RecordError("prompt_mismatch", "chosen and rejected share no opening move.")
-    rendered = [render(chosen), render(rejected)]
-    tokens = Tokens.from_encodings(tokenizer.encode_batch([r.text for r in rendered], add_special_tokens=False))
-    segments, failures = build_segments([chosen, rejected], rendered, tokens, policy, None)
-    if failures:
-        raise next(iter(failures.values()))
-    cut = int(np.argmax(segments[0].turn >= split_turn)) if (segments[0].turn >= split_turn).any() else len(segments[0])
-    if cut == 0 or not np.array_equal(segments[0].ids[:cut], segments[1].ids[:cut]):
-        raise RecordError("prompt_mismatch", f"the encodings of chosen and rejected differ inside their shared moves (a merge across the boundary at move {split_turn}).")
-    return segments, cut
+PAIR_BATCH = ENCODE_BATCH // 2  # pairs encoded together: a batch of episodes
+
+
+def encode_pairs(pairs: list[tuple[dict, dict, str]], render, encoder: Encoder, policy: LossPolicy) -> list:
+    """Per pair (chosen, rejected, group): its two segments and where the prompt ends, or the
+    RecordError that rejects it. The pairs' episodes are encoded and masked as one batch, each as
+    it would be alone (every step is per episode)."""
+    outcome: list = [None] * len(pairs)
+    episodes, rendered, kept = [], [], []  # kept: (pair, the move where the answers part)
+    for k, (chosen, rejected, _) in enumerate(pairs):
+        split_turn = first_difference(chosen["turns"], rejected["turns"])
+        if split_turn == 0:
+            outcome[k] = RecordError("prompt_mismatch", "chosen and rejected share no opening move.")
+            continue
+        try:
+            both = [render(chosen), render(rejected)]
+        except RecordError as exc:
+            outcome[k] = exc
+            continue
+        episodes += [chosen, rejected]
+        rendered += both
+        kept.append((k, split_turn))
+    if not kept:
+        return outcome
+    segments, failures = build_segments(episodes, rendered, encoder.encode([r.text for r in rendered]), policy, None)
+    built = iter(segments)
+    placed = [None if at in failures else next(built) for at in range(len(episodes))]
+    for i, (k, split_turn) in enumerate(kept):
+        if 2 * i in failures or 2 * i + 1 in failures:  # the chosen answer's failure first, as its moves come first
+            outcome[k] = failures.get(2 * i) or failures[2 * i + 1]
+            continue
+        good, worse = placed[2 * i], placed[2 * i + 1]
+        cut = int(np.argmax(good.turn >= split_turn)) if (good.turn >= split_turn).any() else len(good)
+        if cut == 0 or not np.array_equal(good.ids[:cut], worse.ids[:cut]):
+            outcome[k] = RecordError("prompt_mismatch", f"the encodings of chosen and rejected differ inside their shared moves (a merge across the boundary at move {split_turn}).")
+        else:
+            outcome[k] = ((good, worse), cut)
+    return outcome
 
 
 def pack_pairs(episodes: Path, *, out: Path, options, tok, template: str, renderer) -> object:
     from gamelog.pack import read_windows, write_manifest
 
     policy = LossPolicy(thoughts=options.train_thoughts, tool_calls=options.train_tool_calls, suboptimal=True)
+    encoder = Encoder(tok.tokenizer)
     counts = PackCounts()
     shards = ShardWriter(out, "part", PAIR_SCHEMA, shard_rows=options.shard_rows)
     rejects = ShardWriter(out, "rejects", REJECT_SCHEMA, shard_rows=0, single=True)
     with publishing(out, shards, rejects):
         for window in read_windows(episodes, options.window):
             counts.episodes_read += len(window)
-            rows, bad = [], []
+            pairs, rows, bad = [], [], []
             for group_id, members in groupby(window, key=lambda e: e["group_id"] or e["episode_id"]):
                 members = list(members)
-                pairs = pairs_of(members) if members[0]["group_id"] else []
-                used = {id(e) for pair in pairs for e in pair}
+                found = pairs_of(members) if members[0]["group_id"] else []
+                used = {id(e) for pair in found for e in pair}
                 counts.episodes_skipped += sum(1 for e in members if id(e) not in used)
-                for chosen, rejected in pairs:
-                    row = _pair_row(chosen, rejected, group_id, renderer, tok.tokenizer, policy, options, counts, bad)
-                    if row:
-                        rows.append(row)
                 counts.episodes_packed += len(used)
+                pairs += [(chosen, rejected, group_id) for chosen, rejected in found]
+            for start in range(0, len(pairs), PAIR_BATCH):
+                batch = pairs[start : start + PAIR_BATCH]
+                for pair, encoded in zip(batch, encode_pairs(batch, renderer, encoder, policy)):
+                    if row := _pair_row(*pair, encoded, options, counts, bad):
+                        rows.append(row)
             if rows:
                 shards.write(pairs_table(rows))
                 counts.rows += len(rows)
@@ -91,14 +119,13 @@ def pack_pairs(episodes: Path, *, out: Path, options, tok, template: str, render
     return write_manifest(out, shards.names, counts, options, tok, template)
 
 
-def _pair_row(chosen, rejected, group_id, renderer, tokenizer, policy, options, counts: PackCounts, bad: list) -> dict | None:
-    try:
-        (good, worse), cut = encode_pair(chosen, rejected, renderer, tokenizer, policy)
-    except RecordError as exc:
+def _pair_row(chosen, rejected, group_id, encoded, options, counts: PackCounts, bad: list) -> dict | None:
+    if isinstance(exc := encoded, RecordError):
         counts.pairs_rejected += 1
         counts.rejected_by_reason[exc.reason] += 1
         bad.append({"reason": exc.reason, "detail": f"pair {chosen['episode_id']} / {rejected['episode_id']}: {exc.detail}", "source": chosen["source"], "location": f"group {group_id}", "raw": None})
         return None
+    (good, worse), cut = encoded
     size = max(len(good), len(worse))
     tokens = len(good) + len(worse) - cut
     if size > options.seq_len:
