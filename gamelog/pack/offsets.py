@@ -175,8 +175,7 @@ class Encoder:
             if words and self.words is not None and (found := self.words.encode(self.tokenizer, pieces, parts, bounds)) is not None:
                 self.by_words += 1
                 return found
-            normalized = ["".join(parts[bounds[k] : bounds[k + 1]]) for k in range(len(bounds) - 1)]
-            return _ids(self.tokenizer.encode_batch_fast(normalized, add_special_tokens=False))
+            return _ids(self.tokenizer.encode_batch_fast(_texts(parts, bounds), add_special_tokens=False))
 
     @contextmanager
     def _bare(self):
@@ -208,7 +207,8 @@ class Encoder:
         (each alone, so that an added token is free to stand between words) and on a batch of two
         texts that repeat every word of the plain ones."""
         for probes in [[p] for p in self._probes()] + [[" ".join(PROBES)] * 2]:
-            pieces = self.spelling.cut(probes)
+            if (pieces := self.spelling.cut(probes)) is None:
+                return False
             whole = self._encode_ids(probes, pieces, words=False)
             parts, bounds = self.spelling.parts(pieces)
             with self._bare():
@@ -216,6 +216,11 @@ class Encoder:
             if found is None or not all(np.array_equal(a, b) for a, b in zip(whole, found)):
                 return False
         return True
+
+
+def _texts(parts: list[str], bounds: list[int]) -> list[str]:
+    """Each text joined from its parts (`Spelling.parts`)."""
+    return ["".join(parts[bounds[k] : bounds[k + 1]]) for k in range(len(bounds) - 1)]
 
 
 def _ids(encodings) -> tuple[np.ndarray, np.ndarray]:
@@ -344,8 +349,7 @@ class Spelling:
     def normalized(self, pieces: Pieces) -> list[str]:
         """The texts as the SentencePiece normalizer writes them: each non-empty piece with `▁` for
         its spaces and one `▁` before it, and each added token as itself (without what it swallowed)."""
-        parts, bounds = self.parts(pieces)
-        return ["".join(parts[bounds[k] : bounds[k + 1]]) for k in range(len(bounds) - 1)]
+        return _texts(*self.parts(pieces))
 
     def parts(self, pieces: Pieces) -> tuple[list[str], list[int]]:
         """The normalized texts' parts in order (see `normalized`): piece, added token, ..., piece,
