@@ -9,6 +9,7 @@ import pickle
 import resource
 import subprocess
 import sys
+import threading
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -308,6 +309,22 @@ def test_the_cyclic_collector_runs_less_often_while_a_crew_runs_and_as_before_af
     assert {threshold for _, threshold in seen} == {crews.COLLECT_EVERY}
     assert len({pid for pid, _ in seen}) == 2
     assert gc.get_threshold() == before
+
+
+def _unpicklable_in_a_worker(parent: int):
+    """A lock (which does not pickle) where a worker runs the batch; the pid where this process does."""
+    time.sleep(0.05)  # long enough that the worker, not only this process, runs batches
+    return os.getpid() if os.getpid() == parent else threading.Lock()
+
+
+def test_a_worker_result_that_does_not_pickle_stops_the_run_with_a_clear_error():
+    """The worker pickles its results itself: one that does not pickle comes back as an error that
+    names it, instead of a worker that stops answering."""
+    from gamelog import crew as crews
+
+    with crews.Crew(_unpicklable_in_a_worker, 2) as crew:
+        with pytest.raises(GamelogError, match=r"a worker could not send its result back \(TypeError: .*lock.*\); re-run with --workers 1"):
+            list(crew.run([os.getpid()] * 20, 20))
 
 
 def _page_faults_of_big_buffers(_batch) -> tuple[int, int]:
