@@ -22,10 +22,11 @@ from gamelog.convert import ConvertOptions, convert
 from gamelog.errors import GamelogError
 from gamelog.pack import PackOptions, make_renderer, pack
 from gamelog.pack.segments import PackCounts
+from gamelog.pack.block import Block
 from gamelog.pack.offsets import Tokens
 from gamelog.pack.tokenizer import load_tokenizer
 from gamelog.pack.tokens import LossPolicy, Segment, build_segments
-from gamelog.pack.workers import NO_TURNS, Encoded
+from gamelog.pack.workers import Encoded
 from gamelog.validate import validate
 
 from conftest import ROOT, SHARED, arrow_held_while, shared
@@ -376,22 +377,33 @@ def test_rewards_and_returns_are_the_same_bytes_for_any_worker_count(episodes, t
     assert outputs[1] == outputs[2]
 
 
-def test_a_batch_result_crosses_processes_as_the_same_segments():
-    """Segments travel as flat arrays; each comes back with its own values, and None where it had none."""
+def test_a_batch_result_crosses_processes_with_each_segment_as_it_was():
+    """Segments travel as one block of flat arrays; packed one to a row, each row holds its segment's
+    own values, its defaults where it lacked an optional column, and null where no segment had it."""
+    from gamelog.pack.block import OPTIONAL, Block, Blocks
+    from gamelog.pack.rows import rows_table
+
     rng = np.random.default_rng(7)
     segments = []
     for k in range(6):
         n = int(rng.integers(1, 40))
         optional = lambda present: rng.random(n).astype(np.float32) if present else None
-        segments.append(Segment(f"e{k}", rng.integers(0, 1000, n).astype(np.int32), rng.integers(0, 2, n).astype(np.uint8), rng.integers(1, 3, n).astype(np.int8), optional(k % 2 == 0), optional(k % 3 == 0), NO_TURNS, optional(k in (1, 4))))
+        segments.append(Segment(f"e{k}", rng.integers(0, 1000, n).astype(np.int32), rng.integers(0, 2, n).astype(np.uint8), rng.integers(1, 3, n).astype(np.int8), optional(k % 2 == 0), None, weight=optional(k in (1, 4))))
     counts = PackCounts(episodes_read=7, episodes_rejected=1)
-    back = pickle.loads(pickle.dumps(Encoded(segments, [{"reason": "x"}], counts)))
+    back = pickle.loads(pickle.dumps(Encoded(Block.from_segments(segments), [{"reason": "x"}], counts)))
     assert back.counts == counts and back.rejects == [{"reason": "x"}]
-    assert [s.episode_id for s in back.segments] == [s.episode_id for s in segments]
-    for sent, got in zip(segments, back.segments):
-        for name in ("ids", "mask", "player", "reward", "returns", "weight"):
-            a, b = getattr(sent, name), getattr(got, name)
-            assert (a is None and b is None) or (a.dtype == b.dtype and np.array_equal(a, b)), (sent.episode_id, name)
+    rows = [[k] for k in range(len(segments))]
+    table = rows_table(Blocks([back.block, Block.from_segments([])]), rows, with_returns=False).to_pylist()
+    for sent, got in zip(segments, table):
+        assert got["episode_ids"] == [sent.episode_id] and got["seq_lens"] == [len(sent)]
+        assert got["input_ids"] == sent.ids.tolist() and got["loss_mask"] == sent.mask.tolist() and got["player"] == sent.player.tolist()
+        assert got["returns"] is None
+        for name in ("reward", "weight"):
+            values = getattr(sent, name)
+            assert got[name] == (None if values is None else values.tolist()), (sent.episode_id, name)
+    two = rows_table(Blocks([back.block]), [[0, 1], [2, 3], [4, 5]], with_returns=False).to_pylist()  # a row with one segment that has it: the other's default
+    assert two[0]["weight"] == [OPTIONAL["weight"]] * len(segments[0]) + segments[1].weight.tolist()
+    assert two[1]["weight"] is None
 
 
 @pytest.mark.parametrize("tokenizer", sorted(TOKENIZERS))
@@ -688,7 +700,7 @@ class _SlowWorker:
 
     def receive(self) -> None:
         slot, batch, _ = self.pending.popleft()
-        slot.result = Encoded(segments=[], rejects=[batch])
+        slot.result = Encoded(Block.from_segments([]), [batch])
 
     def join(self) -> None:
         pass
@@ -700,7 +712,7 @@ def test_the_main_process_and_its_workers_share_batches_and_results_keep_input_o
     """However fast the workers start and answer, and whether the batch count is known (or off), every batch comes back once, in input order; the main process runs a batch whenever the oldest is still out."""
     from gamelog import crew as crews
 
-    monkeypatch.setattr(crews, "_run_here", lambda task, batch: Encoded(segments=[], rejects=[batch]))
+    monkeypatch.setattr(crews, "_run_here", lambda task, batch: Encoded(Block.from_segments([]), [batch]))
     crew = [_SlowWorker(start, lag), _SlowWorker(start + 1, lag + 1)]
     results = [r.rejects[0] for r in crews._share(None, crew, iter(range(40)), total)]
     assert results == list(range(40))
@@ -721,7 +733,7 @@ def test_the_main_process_runs_ahead_of_a_slow_worker_by_a_bounded_number_of_bat
 
     depth, ahead = (crews.DEPTH, crews.AHEAD) if bounds == "default" else (CREW["depth"], CREW["ahead"])
     here = []
-    monkeypatch.setattr(crews, "_run_here", lambda task, batch: here.append(batch) or Encoded(segments=[], rejects=[batch]))
+    monkeypatch.setattr(crews, "_run_here", lambda task, batch: here.append(batch) or Encoded(Block.from_segments([]), [batch]))
     crew = [_SlowWorker(0, 10**6), _SlowWorker(0, 10**6)]  # they never answer by themselves: only when waited for
     waiting, held = [], []
     for k, result in enumerate(crews._share(None, crew, iter(range(200)), depth=depth, ahead=ahead)):
@@ -741,7 +753,7 @@ def test_batches_that_weigh_more_than_a_full_batch_are_held_fewer_at_a_time(monk
     from gamelog import crew as crews
 
     here = []
-    monkeypatch.setattr(crews, "_run_here", lambda task, batch: here.append(batch) or Encoded(segments=[], rejects=[batch]))
+    monkeypatch.setattr(crews, "_run_here", lambda task, batch: here.append(batch) or Encoded(Block.from_segments([]), [batch]))
     crew = [_SlowWorker(0, 10**6), _SlowWorker(0, 10**6)]  # they answer only when waited for: this process runs ahead as far as it may
     out = []  # batches out when each result is given (that one included)
     weigh = None if weight is None else (lambda batch: weight)
@@ -814,7 +826,7 @@ def test_a_window_of_long_episodes_closes_by_its_tokens(books, tmp_path, monkeyp
 
     seen = []
     original = packing.pack_window
-    monkeypatch.setattr(packing, "pack_window", lambda segments, counts, options: seen.append((len(segments), sum(map(len, segments)))) or original(segments, counts, options))
+    monkeypatch.setattr(packing, "pack_window", lambda block, counts, options: seen.append((len(block), block.tokens)) or original(block, counts, options))
     tok = shared("tokenizers/phi-3-mini")
     one = pack(books, out=tmp_path / "one", options=PackOptions(tokenizer=tok, seq_len=1024, window=2000, workers=1))
     windows = len(seen)

@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gamelog.pack.bins import best_fit_decreasing
+from gamelog.pack.block import Block, Blocks
 from gamelog.pack.rows import rows_table
 from gamelog.pack.segments import PackCounts, fit, split_points
 from gamelog.pack.tokens import Segment
@@ -32,17 +33,23 @@ def _segment(length: int, index: int, turns: int) -> Segment:
 
 
 @settings(max_examples=150, deadline=None)
-@given(seq_len=st.integers(min_value=4, max_value=64), lengths=st.lists(st.integers(min_value=1, max_value=200), min_size=1, max_size=30), turns=st.integers(1, 6))
-def test_split_fit_and_rows_keep_every_token(seq_len, lengths, turns):
+@given(seq_len=st.integers(min_value=4, max_value=64), lengths=st.lists(st.integers(min_value=1, max_value=200), min_size=1, max_size=30), turns=st.integers(1, 6), cuts=st.lists(st.integers(0, 60), max_size=4))
+def test_split_fit_and_rows_keep_every_token(seq_len, lengths, turns, cuts):
+    """Segments split to fit, held in blocks cut anywhere (as a window holds its batches' blocks),
+    packed: each row holds its segments' own tokens in its order, positions restart per segment."""
     segments = [_segment(n, i, turns) for i, n in enumerate(lengths)]
     counts = PackCounts()
     fitted = fit(segments, seq_len=seq_len, overflow="split", counts=counts)
     assert sum(len(s) for s in fitted) == sum(lengths) and counts.tokens_dropped == 0
     lengths = np.asarray([len(s) for s in fitted])
     rows = best_fit_decreasing(lengths.tolist(), seq_len)
-    table = rows_table(fitted, rows, lengths, with_returns=False).to_pylist()
+    bounds = sorted({0, len(fitted), *(c for c in cuts if c < len(fitted))})
+    blocks = Blocks([Block.from_segments(fitted[a:b]) for a, b in zip(bounds, bounds[1:])])
+    table = rows_table(blocks, rows, with_returns=False).to_pylist()
     tokens = []
-    for row in table:
+    for row, members in zip(table, rows):
+        assert row["input_ids"] == [int(t) for i in members for t in fitted[i].ids]
+        assert row["episode_ids"] == [fitted[i].episode_id for i in members]
         assert len(row["input_ids"]) == sum(row["seq_lens"]) <= seq_len
         at = 0
         for n in row["seq_lens"]:

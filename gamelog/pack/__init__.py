@@ -35,9 +35,10 @@ from gamelog.crew import Crew
 from gamelog.errors import GamelogError
 from gamelog.memory import release_freed_memory
 from gamelog.pack.bins import best_fit_decreasing
+from gamelog.pack.block import Block, Blocks
 from gamelog.pack.segments import ENCODE_BATCH, OVERFLOW, PackCounts
 from gamelog.pack.tokenizer import LoadedTokenizer, load_tokenizer
-from gamelog.pack.tokens import LossPolicy, Segment
+from gamelog.pack.tokens import LossPolicy
 from gamelog.pack.workers import Stage, prime
 from gamelog.render import TEMPLATES, render
 from gamelog.render.jinja import compile_template, render_jinja
@@ -255,42 +256,40 @@ WINDOW_ROWS = 4
 
 
 class Window:
-    """Segments gathered in input order for best-fit decreasing: full at `window` episodes or
+    """Batches' segments gathered in input order for best-fit decreasing: full at `window` episodes or
     window * seq_len / WINDOW_ROWS tokens, whichever comes first."""
 
     def __init__(self, options: PackOptions):
         self.options = options
         self.tokens_at_most = options.window * options.seq_len // WINDOW_ROWS
-        self.segments: list[Segment] = []
+        self.blocks: list[Block] = []
         self.episodes = self.tokens = 0
 
     def add(self, result) -> bool:
         """Take a batch's segments; whether the window is full."""
-        self.segments.extend(result.segments)
+        self.blocks.append(result.block)
         self.episodes += result.counts.episodes_read
-        self.tokens += sum(map(len, result.segments))
+        self.tokens += result.block.tokens
         return self.episodes >= self.options.window or self.tokens >= self.tokens_at_most
 
     def pack(self, counts: PackCounts) -> Iterator[pa.Table]:
         """Its rows (see pack_window), and the window empty again."""
-        segments, self.segments, self.episodes, self.tokens = self.segments, [], 0, 0
-        return pack_window(segments, counts, self.options)
+        blocks, self.blocks, self.episodes, self.tokens = self.blocks, [], 0, 0
+        return pack_window(Blocks(blocks), counts, self.options)
 
 
-def pack_window(segments: list[Segment], counts: PackCounts, options: PackOptions) -> Iterator[pa.Table]:
+def pack_window(window: Blocks, counts: PackCounts, options: PackOptions) -> Iterator[pa.Table]:
     """Best-fit decreasing over one window's segments: the packed rows, as tables of ROW_GROUP rows."""
     from gamelog.pack.rows import rows_table
 
-    if not segments:
+    if not len(window):
         return
-    lengths = [len(s.ids) for s in segments]
-    rows = best_fit_decreasing(lengths, options.seq_len)
+    rows = best_fit_decreasing(window.lengths.tolist(), options.seq_len)
     counts.rows += len(rows)
-    counts.segments += len(segments)
-    counts.tokens_total += sum(lengths)
-    lengths = np.asarray(lengths, dtype=np.int64)
+    counts.segments += len(window)
+    counts.tokens_total += window.tokens
     for start in range(0, len(rows), ROW_GROUP):
-        table = rows_table(segments, rows[start : start + ROW_GROUP], lengths, with_returns=options.returns is not None)
+        table = rows_table(window, rows[start : start + ROW_GROUP], with_returns=options.returns is not None)
         mask = table.column("loss_mask").chunk(0).values  # the rows' flat mask as written (read from its buffer: to_numpy loads pyarrow.compute)
         counts.tokens_trained += int(np.count_nonzero(np.frombuffer(mask.buffers()[1], np.uint8, len(mask), mask.offset)))
         yield table

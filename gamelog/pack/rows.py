@@ -1,4 +1,4 @@
-"""Packed rows as Arrow: segments concatenated per row, built from flat numpy arrays and offsets."""
+"""Packed rows as Arrow: each column taken from a window's blocks of segments (`gamelog.pack.block`) and cut at offsets."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from itertools import chain
 import numpy as np
 import pyarrow as pa
 
-from gamelog.pack.tokens import Segment
+from gamelog.pack.block import OPTIONAL, Blocks
 from gamelog.records import PackedRow, arrow_schema
 from gamelog.write.arrays import lists, numeric, strings
 
@@ -20,26 +20,27 @@ def _list(flat, offsets: np.ndarray, type_: pa.DataType, valid: np.ndarray | Non
     return lists(values, offsets, pa.list_(type_), valid)
 
 
-def rows_table(segments: list[Segment], rows: list[list[int]], lengths: np.ndarray, *, with_returns: bool) -> pa.Table:
-    """One table row per bin (`lengths`: every segment's token count); every column is built in one vectorised step."""
+def rows_table(window: Blocks, rows: list[list[int]], *, with_returns: bool) -> pa.Table:
+    """One table row per bin (lists of the window's segment indexes); every column is taken from
+    the window's blocks in one vectorised step (`Blocks.take`)."""
     order = np.fromiter(chain.from_iterable(rows), dtype=np.int64)  # segment indexes, row after row
-    ordered = [segments[i] for i in order.tolist()]
-    lengths = lengths[order]
+    lengths = window.lengths[order]
     seg_offsets = np.concatenate([[0], np.cumsum(np.fromiter(map(len, rows), dtype=np.int64, count=len(rows)))])
     ends = np.cumsum(lengths)
     offsets = np.concatenate([[0], ends[seg_offsets[1:] - 1]])  # every row holds a segment
-    positions = np.arange(int(ends[-1]) if len(ends) else 0, dtype=np.int64) - np.repeat(ends - lengths, lengths)
+    positions = np.arange(int(ends[-1]) if len(ends) else 0, dtype=np.int32)  # int32: a table holds ROW_GROUP rows
+    positions -= np.repeat((ends - lengths).astype(np.int32), lengths)
+    tokens = window.take(order)
     columns = {
-        "input_ids": _list(np.concatenate([s.ids for s in ordered]), offsets, pa.int32()),
-        "loss_mask": _list(np.concatenate([s.mask for s in ordered]), offsets, pa.uint8()),
-        "position_ids": _list(positions.astype(np.int32), offsets, pa.int32()),
+        "input_ids": _list(tokens["ids"], offsets, pa.int32()),
+        "loss_mask": _list(tokens["mask"], offsets, pa.uint8()),
+        "position_ids": _list(positions, offsets, pa.int32()),
         "seq_lens": _list(lengths.astype(np.int32), seg_offsets, pa.int32()),
-        "player": _list(np.concatenate([s.player for s in ordered]), offsets, pa.int8()),
-        "reward": _optional(ordered, rows, segments, offsets, "reward", 0.0),
-        "returns": _nullable_list(np.concatenate([s.returns for s in ordered]), offsets, np.ones(len(rows), bool)) if with_returns else pa.nulls(len(rows), pa.list_(pa.float32())),
-        "weight": _optional(ordered, rows, segments, offsets, "weight", 1.0),
-        "episode_ids": _list([s.episode_id for s in ordered], seg_offsets, pa.string()),
+        "player": _list(tokens["player"], offsets, pa.int8()),
+        "episode_ids": _list([window.episode_ids[i] for i in order.tolist()], seg_offsets, pa.string()),
     }
+    for name in OPTIONAL:
+        columns[name] = _optional(tokens.get(name), window.present(name), order, seg_offsets, offsets, every_row=name == "returns" and with_returns, asked=name != "returns" or with_returns)
     return pa.Table.from_arrays([_as(columns[f.name], f.type) for f in PACKED_SCHEMA], schema=PACKED_SCHEMA)
 
 
@@ -48,14 +49,13 @@ def _as(array: pa.Array, type_: pa.DataType) -> pa.Array:
     return array if array.type == type_ else array.cast(type_)
 
 
-def _optional(ordered: list[Segment], rows: list[list[int]], segments: list[Segment], offsets: np.ndarray, name: str, default: float) -> pa.Array:
-    """A per-token float column that a segment may lack: `default` fills it; null for rows where no segment has it."""
-    present = np.asarray([any(getattr(segments[i], name) is not None for i in row) for row in rows], dtype=bool)
-    if not present.any():
-        return pa.nulls(len(rows), pa.list_(pa.float32()))
-    flat = np.concatenate([getattr(s, name) if getattr(s, name) is not None else np.full(len(s), default, np.float32) for s in ordered])
-    return _nullable_list(flat, offsets, present)
-
-
-def _nullable_list(flat: np.ndarray, offsets: np.ndarray, present: np.ndarray) -> pa.Array:
-    return _list(flat, offsets, pa.float32(), valid=present)
+def _optional(values: np.ndarray | None, present: np.ndarray | None, order: np.ndarray, seg_offsets: np.ndarray, offsets: np.ndarray, *, every_row: bool, asked: bool) -> pa.Array:
+    """A per-token float column that a segment may lack: its default fills it (see OPTIONAL); null
+    for rows where no segment has it (returns: in every row where asked for, else none)."""
+    rows = len(seg_offsets) - 1
+    if values is None or not asked:
+        return pa.nulls(rows, pa.list_(pa.float32()))
+    valid = np.ones(rows, bool) if every_row else np.add.reduceat(present[order], seg_offsets[:-1]) > 0
+    if not valid.any():
+        return pa.nulls(rows, pa.list_(pa.float32()))
+    return _list(values, offsets, pa.float32(), valid=valid)

@@ -12,17 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
 import pyarrow as pa
 
 from gamelog.crew import one_tokenizer_thread
+from gamelog.pack.block import Block
 from gamelog.pack.offsets import Encoder
 from gamelog.pack.segments import PackCounts, encode_episodes, fit
-from gamelog.pack.tokens import LossPolicy, Segment
-
-NO_TURNS = np.zeros(0, np.int32)
-OPTIONAL = ("reward", "returns", "weight")  # per-token columns a segment may lack
-
+from gamelog.pack.tokens import LossPolicy
 
 @dataclass(frozen=True)
 class Stage:
@@ -46,46 +42,12 @@ class Stage:
 
 @dataclass
 class Encoded:
-    """One batch's result: its segments in episode order, its rejects, and its counts.
+    """One batch's result: its segments in episode order (one block of flat arrays, which crosses
+    between processes as a few arrays), its rejects, and its counts."""
 
-    Between processes the segments travel as a few flat arrays, not as thousands of small ones
-    (pickling each segment's arrays cost more than the rest of the transfer); the receiving side
-    gets its segments back as views into those arrays.
-    """
-
-    segments: list[Segment]
+    block: Block
     rejects: list[dict]
     counts: PackCounts = field(default_factory=PackCounts)
-
-    def __getstate__(self) -> dict:
-        segments = self.segments
-        flat = {"ids": [], "mask": [], "player": [], "reward": [], "returns": [], "weight": []}
-        present = {name: np.zeros(len(segments), dtype=bool) for name in OPTIONAL}
-        for k, segment in enumerate(segments):
-            for name in ("ids", "mask", "player"):
-                flat[name].append(getattr(segment, name))
-            for name in OPTIONAL:
-                values = getattr(segment, name)
-                if values is not None:
-                    present[name][k] = True
-                    flat[name].append(values)
-        joined = {name: np.concatenate(parts) if parts else None for name, parts in flat.items()}
-        lengths = np.fromiter(map(len, segments), dtype=np.int64, count=len(segments))
-        episode_ids = [s.episode_id for s in segments]
-        return {"rejects": self.rejects, "counts": self.counts, "lengths": lengths, "episode_ids": episode_ids, "present": present, "flat": joined}
-
-    def __setstate__(self, state: dict) -> None:
-        self.rejects, self.counts = state["rejects"], state["counts"]
-        lengths, flat, present = state["lengths"], state["flat"], state["present"]
-        bounds = np.concatenate([[0], np.cumsum(lengths)]).tolist()
-        # optional columns hold only the segments that have them: their own running offsets
-        cursor = {name: np.concatenate([[0], np.cumsum(np.where(present[name], lengths, 0))]).tolist() for name in OPTIONAL}
-        segments = []
-        for k, episode_id in enumerate(state["episode_ids"]):
-            a, b = bounds[k], bounds[k + 1]
-            extra = {name: flat[name][cursor[name][k] : cursor[name][k + 1]] if present[name][k] else None for name in OPTIONAL}
-            segments.append(Segment(episode_id, flat["ids"][a:b], flat["mask"][a:b], flat["player"][a:b], extra["reward"], extra["returns"], NO_TURNS, extra["weight"]))
-        self.segments = segments
 
 
 _loaded: dict[Stage, tuple] = {}
@@ -114,13 +76,9 @@ def run_stage(stage: Stage, batch: pa.RecordBatch) -> Encoded:
     episodes = batch.to_pylist()
     if stage.objective == "pretrain":
         episodes = [e | {"regime": "pretrain"} for e in episodes]
-    result = Encoded(segments=[], rejects=[])
-    counts = result.counts
-    counts.episodes_read = len(episodes)
-    segments = encode_episodes(episodes, render=render, encoder=encoder, policy=stage.policy, gamma=stage.gamma, counts=counts, rejects=result.rejects)
-    encoded, dropped = len(segments), counts.episodes_dropped
-    result.segments = fit(segments, seq_len=stage.seq_len, overflow=stage.overflow, counts=counts)
-    counts.episodes_packed += encoded - (counts.episodes_dropped - dropped)
-    for segment in result.segments:
-        segment.turn = NO_TURNS  # only the overflow split needs move indices: 4 bytes a token less to ship and hold
-    return result
+    rejects: list[dict] = []
+    counts = PackCounts(episodes_read=len(episodes))
+    segments = encode_episodes(episodes, render=render, encoder=encoder, policy=stage.policy, gamma=stage.gamma, counts=counts, rejects=rejects)
+    fitted = fit(segments, seq_len=stage.seq_len, overflow=stage.overflow, counts=counts)
+    counts.episodes_packed += len(segments) - counts.episodes_dropped
+    return Encoded(Block.from_segments(fitted), rejects, counts)
