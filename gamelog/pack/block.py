@@ -14,10 +14,12 @@ a few gathers instead of concatenating thousands of small arrays.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from gamelog.pack.tokens import Segment
+if TYPE_CHECKING:
+    from gamelog.pack.tokens import Segment
 
 # Per-token float columns a segment may lack, and the value its tokens take in a row where another
 # segment has the column (a row where none has it holds null).

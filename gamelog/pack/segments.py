@@ -1,4 +1,4 @@
-"""Episodes -> token segments: render, encode in batches, mask, verify; and the overflow policy.
+"""Episodes -> token segments: render, encode a batch, mask, verify; and the overflow policy.
 
 An episode longer than seq_len is handled by `--overflow`:
 - `split` (default): cut into parts of at most seq_len tokens, at move boundaries where it can
@@ -18,12 +18,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gamelog.errors import GamelogError, RecordError
-from gamelog.pack.offsets import Encoder
-from gamelog.pack.tokens import LossPolicy, Segment, build_segments
+from gamelog.pack.block import Block
+from gamelog.pack.offsets import Encoder, Tokens
+from gamelog.pack.tokens import LossPolicy, Segment, build_columns
 from gamelog.render import Rendered
 
 OVERFLOW = ("split", "truncate", "drop", "error")
-ENCODE_BATCH = 512
+ENCODE_BATCH = 512  # episodes a batch holds at most (the reader cuts them so)
 
 
 @dataclass
@@ -55,35 +56,47 @@ class PackCounts:
                 setattr(self, name, getattr(self, name) + value)
 
 
-def encode_episodes(episodes: list[dict], *, render: Callable[[dict], Rendered], encoder: Encoder, policy: LossPolicy, gamma: float | None, counts: PackCounts, rejects: list[dict]) -> list[Segment]:
-    """Segments for the episodes that render, encode and verify; the others become rejects."""
-    segments: list[Segment] = []
-    for start in range(0, len(episodes), ENCODE_BATCH):
-        chunk = episodes[start : start + ENCODE_BATCH]
-        rendered = []
-        for episode in chunk:
-            try:
-                rendered.append((episode, render(episode)))
-            except RecordError as exc:
-                _reject(episode, exc, counts, rejects)
-        tokens = encoder.encode([r.text for _, r in rendered])
-        empty = np.flatnonzero(tokens.lengths == 0).tolist()
-        for k in empty:
-            _reject(rendered[k][0], RecordError("empty_tokens", "the rendered episode encodes to no tokens."), counts, rejects)
+def encode_block(episodes: list[dict], *, render: Callable[[dict], Rendered], encoder: Encoder, policy: LossPolicy, gamma: float | None, seq_len: int, overflow: str, counts: PackCounts, rejects: list[dict]) -> Block:
+    """A batch's episodes that render, encode and verify, fitted to seq_len, as one block; the
+    others become rejects, and those with no trained token are counted as skipped. A batch whose
+    episodes all fit (nearly every chat batch) never makes a Segment per episode."""
+    rendered, tokens = _encoded(episodes, render, encoder, counts, rejects)
+    if not rendered:
+        return Block.from_segments([])
+    columns, failures = build_columns([e for e, _ in rendered], [r for _, r in rendered], tokens, policy, gamma)
+    for position, exc in failures.items():
+        _reject(rendered[position][0], exc, counts, rejects)
+    built = np.ones(len(rendered), bool)
+    built[list(failures)] = False
+    trained = columns.trained()
+    counts.episodes_skipped += int((built & ~trained).sum())
+    keep = built & trained
+    counts.episodes_packed += int(keep.sum())
+    if (columns.lengths[keep] <= seq_len).all():
+        return columns.block(keep)
+    dropped = counts.episodes_dropped
+    fitted = fit(columns.segments(keep.tolist()), seq_len=seq_len, overflow=overflow, counts=counts)
+    counts.episodes_packed -= counts.episodes_dropped - dropped
+    return Block.from_segments(fitted)
+
+
+def _encoded(episodes: list[dict], render, encoder: Encoder, counts: PackCounts, rejects: list[dict]) -> tuple[list[tuple[dict, Rendered]], Tokens]:
+    """The episodes that render to text of at least one token, with their renderings and tokens;
+    the others become rejects."""
+    rendered = []
+    for episode in episodes:
+        try:
+            rendered.append((episode, render(episode)))
+        except RecordError as exc:
+            _reject(episode, exc, counts, rejects)
+    tokens = encoder.encode([r.text for _, r in rendered])
+    empty = np.flatnonzero(tokens.lengths == 0).tolist()
+    for k in empty:
+        _reject(rendered[k][0], RecordError("empty_tokens", "the rendered episode encodes to no tokens."), counts, rejects)
+    if empty:
         kept = [k for k in range(len(rendered)) if tokens.lengths[k]]
-        if not kept:
-            continue
-        if empty:
-            tokens = tokens.select(kept)
-        built, failures = build_segments([rendered[k][0] for k in kept], [rendered[k][1] for k in kept], tokens, policy, gamma)
-        for position, exc in failures.items():
-            _reject(rendered[kept[position]][0], exc, counts, rejects)
-        for segment in built:
-            if not segment.mask.any():
-                counts.episodes_skipped += 1
-                continue
-            segments.append(segment)
-    return segments
+        rendered, tokens = [rendered[k] for k in kept], tokens.select(kept)
+    return rendered, tokens
 
 
 def _reject(episode: dict, exc: RecordError, counts: PackCounts, rejects: list[dict]) -> None:

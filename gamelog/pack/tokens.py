@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gamelog.errors import RecordError
+from gamelog.pack.block import Block, OptionalColumn
 from gamelog.pack.offsets import Tokens
 from gamelog.render import Rendered
 
@@ -188,6 +189,13 @@ def last_visible_end(codes: np.ndarray, begin: np.ndarray, stop: np.ndarray) -> 
 
 def build_segments(episodes: list[dict], rendered: list[Rendered], tokens: Tokens, policy: LossPolicy, gamma: float | None) -> tuple[list[Segment], dict[int, RecordError]]:
     """Segments for a batch of rendered episodes; failures map episode position -> RecordError."""
+    columns, failures = build_columns(episodes, rendered, tokens, policy, gamma)
+    return columns.segments([k not in failures for k in range(len(episodes))]), failures
+
+
+def build_columns(episodes: list[dict], rendered: list[Rendered], tokens: Tokens, policy: LossPolicy, gamma: float | None) -> tuple[Columns, dict[int, RecordError]]:
+    """Every token's columns for a batch of rendered episodes, back to back; failures map episode
+    position -> RecordError (their tokens are still there: `Columns.block` and `segments` leave them out)."""
     moves = moves_of(episodes, rendered, policy)
     batch = lay_out(episodes, rendered, moves)
     placed = _by_pieces(batch, tokens) if tokens.cut is not None else None
@@ -200,7 +208,7 @@ def build_segments(episodes: list[dict], rendered: list[Rendered], tokens: Token
     mask = (turn >= 0) & batch.trained[inside] & placed.in_span
     covered = mask[placed.span_token]
     failures = check_masks(batch, placed.span_start[covered], placed.span_end[covered], rendered)
-    return _segments(episodes, rendered, lengths, ids, turn, inside, mask.astype(np.uint8), batch, moves, gamma, failures), failures
+    return _columns(episodes, rendered, lengths, ids, turn, inside, mask.astype(np.uint8), batch, moves, gamma), failures
 
 
 @dataclass
@@ -350,27 +358,66 @@ def check_masks(batch: Batch, trained_start: np.ndarray, trained_end: np.ndarray
     return failures
 
 
-def _segments(episodes, rendered, lengths, ids, turn, inside, mask, batch: Batch, moves: Moves, gamma, failures) -> list[Segment]:
+@dataclass
+class Columns:
+    """A batch's tokens, episode after episode (`lengths[k]` of episode k), with every per-token
+    column; the optional ones hold their default where an episode lacks them (`has_reward`, `has_weight`)."""
+
+    episode_ids: list[str]
+    lengths: np.ndarray  # int64
+    ids: np.ndarray
+    mask: np.ndarray
+    player: np.ndarray
+    reward: np.ndarray
+    returns: np.ndarray | None
+    move: np.ndarray  # int32: each token's move within its episode (-1 before the first)
+    weight: np.ndarray
+    has_reward: np.ndarray  # bool, per episode: any of its moves has a reward
+    has_weight: np.ndarray
+
+    def segments(self, keep: list[bool]) -> list[Segment]:
+        """A Segment of each episode kept (views into the columns)."""
+        bounds = np.concatenate([[0], np.cumsum(self.lengths)]).tolist()
+        has_reward, has_weight = self.has_reward.tolist(), self.has_weight.tolist()
+        out = []
+        for k, episode_id in enumerate(self.episode_ids):
+            if not keep[k]:
+                continue
+            a, b = bounds[k], bounds[k + 1]
+            out.append(
+                Segment(
+                    episode_id, self.ids[a:b], self.mask[a:b], self.player[a:b],
+                    self.reward[a:b] if has_reward[k] else None,
+                    self.returns[a:b] if self.returns is not None else None,
+                    self.move[a:b],
+                    self.weight[a:b] if has_weight[k] else None,
+                )
+            )
+        return out
+
+    def trained(self) -> np.ndarray:
+        """Per episode: whether any of its tokens is a training target."""
+        return np.add.reduceat(self.mask, np.cumsum(self.lengths) - self.lengths) > 0 if len(self.mask) else np.zeros(len(self.lengths), bool)
+
+    def block(self, keep: np.ndarray) -> Block:
+        """The episodes kept as a block, without a Segment each."""
+        tokens = np.repeat(keep, self.lengths) if not keep.all() else None
+        take = (lambda values: values) if tokens is None else (lambda values: values[tokens])
+        optional = {}
+        for name, values, present in (("reward", self.reward, self.has_reward), ("returns", self.returns, None), ("weight", self.weight, self.has_weight)):
+            present = np.ones(len(keep), bool) if present is None and values is not None else present
+            if values is not None and present[keep].any():
+                optional[name] = OptionalColumn(take(values), present[keep])
+        episode_ids = self.episode_ids if tokens is None else [e for e, k in zip(self.episode_ids, keep.tolist()) if k]
+        return Block(episode_ids, self.lengths[keep], take(self.ids), take(self.mask), take(self.player), optional)
+
+
+def _columns(episodes, rendered, lengths, ids, turn, inside, mask, batch: Batch, moves: Moves, gamma) -> Columns:
     player = np.where(turn >= 0, moves.player[inside], 1).astype(np.int8)
     reward, weight = moves.reward[inside], moves.weight[inside]
     returns = np.asarray([g for r in rendered for g in move_returns(r.turns, gamma)], dtype=np.float32)[inside] if gamma is not None else None
     move = np.where(turn >= 0, turn - np.repeat(batch.first_turn, lengths), -1).astype(np.int32)  # index within its episode
-    bounds = np.concatenate([[0], np.cumsum(lengths)]).tolist()
     first = np.append(batch.first_turn, len(moves.player))
-    per_episode = lambda flags: (np.diff(np.concatenate([[0], np.cumsum(flags)])[first]) > 0).tolist()  # any of its moves
-    has_reward, has_weight = per_episode(moves.has_reward), per_episode(moves.has_weight)
-    segments = []
-    for k, episode in enumerate(episodes):
-        if k in failures:
-            continue
-        a, b = bounds[k], bounds[k + 1]
-        segments.append(
-            Segment(
-                episode["episode_id"], ids[a:b], mask[a:b], player[a:b],
-                reward[a:b] if has_reward[k] else None,
-                returns[a:b] if returns is not None else None,
-                move[a:b],
-                weight[a:b] if has_weight[k] else None,
-            )
-        )
-    return segments
+    per_episode = lambda flags: np.diff(np.concatenate([[0], np.cumsum(flags)])[first]) > 0  # any of its moves
+    episode_ids = [e["episode_id"] for e in episodes]
+    return Columns(episode_ids, lengths.astype(np.int64), ids, mask, player, reward, returns, move, weight, per_episode(moves.has_reward), per_episode(moves.has_weight))

@@ -17,8 +17,9 @@ import pyarrow as pa
 from gamelog.crew import one_tokenizer_thread
 from gamelog.pack.block import Block
 from gamelog.pack.offsets import Encoder
-from gamelog.pack.segments import PackCounts, encode_episodes, fit
+from gamelog.pack.segments import PackCounts, encode_block
 from gamelog.pack.tokens import LossPolicy
+
 
 @dataclass(frozen=True)
 class Stage:
@@ -78,7 +79,5 @@ def run_stage(stage: Stage, batch: pa.RecordBatch) -> Encoded:
         episodes = [e | {"regime": "pretrain"} for e in episodes]
     rejects: list[dict] = []
     counts = PackCounts(episodes_read=len(episodes))
-    segments = encode_episodes(episodes, render=render, encoder=encoder, policy=stage.policy, gamma=stage.gamma, counts=counts, rejects=rejects)
-    fitted = fit(segments, seq_len=stage.seq_len, overflow=stage.overflow, counts=counts)
-    counts.episodes_packed += len(segments) - counts.episodes_dropped
-    return Encoded(Block.from_segments(fitted), rejects, counts)
+    block = encode_block(episodes, render=render, encoder=encoder, policy=stage.policy, gamma=stage.gamma, seq_len=stage.seq_len, overflow=stage.overflow, counts=counts, rejects=rejects)
+    return Encoded(block, rejects, counts)
