@@ -3,11 +3,13 @@
 A block holds a batch's segments' tokens back to back in a few numpy arrays, with each segment's
 length and episode id; a window is its batches' blocks (`Blocks`), from which packed rows take
 their tokens by index (`gamelog.pack.rows`). Past the stage no segment is a Python object of its
-own: a batch's 512 segments cross between processes as a dozen arrays and a list of ids
-(rebuilding a Segment per episode cost the main process 0.7 ms a batch), and a table of rows is
-a few gathers instead of concatenating thousands of small arrays.
+own: a batch's 512 segments cross between processes as a dozen arrays and a list of ids (a
+Segment per episode took 1.1 ms to unpickle a batch, this 0.3 ms), and a table of rows is a few
+gathers instead of concatenating thousands of small arrays. A batch whose episodes all fit
+seq_len never has Segments at all (`gamelog.pack.tokens.Columns.block`).
 
-    block = Block.from_segments(segments)      # a batch's, in the stage
+    block = columns.block(keep)                # a batch's, in the stage
+    block = Block.from_segments(fitted)        # a batch's, where the overflow policy split some
     window = Blocks([block, other])            # a window's, in the main process
 """
 
