@@ -40,7 +40,9 @@ def rows_table(window: Blocks, rows: list[list[int]], *, with_returns: bool) -> 
         "episode_ids": _list([window.episode_ids[i] for i in order.tolist()], seg_offsets, pa.string()),
     }
     for name in OPTIONAL:
-        columns[name] = _optional(tokens.get(name), window.present(name), order, seg_offsets, offsets, every_row=name == "returns" and with_returns, asked=name != "returns" or with_returns)
+        values = tokens.get(name) if name != "returns" or with_returns else None
+        valid = np.ones(len(rows), bool) if name == "returns" or values is None else np.add.reduceat(window.present(name)[order], seg_offsets[:-1]) > 0
+        columns[name] = _optional(values, valid, offsets)
     return pa.Table.from_arrays([_as(columns[f.name], f.type) for f in PACKED_SCHEMA], schema=PACKED_SCHEMA)
 
 
@@ -49,13 +51,9 @@ def _as(array: pa.Array, type_: pa.DataType) -> pa.Array:
     return array if array.type == type_ else array.cast(type_)
 
 
-def _optional(values: np.ndarray | None, present: np.ndarray | None, order: np.ndarray, seg_offsets: np.ndarray, offsets: np.ndarray, *, every_row: bool, asked: bool) -> pa.Array:
-    """A per-token float column that a segment may lack: its default fills it (see OPTIONAL); null
-    for rows where no segment has it (returns: in every row where asked for, else none)."""
-    rows = len(seg_offsets) - 1
-    if values is None or not asked:
-        return pa.nulls(rows, pa.list_(pa.float32()))
-    valid = np.ones(rows, bool) if every_row else np.add.reduceat(present[order], seg_offsets[:-1]) > 0
-    if not valid.any():
-        return pa.nulls(rows, pa.list_(pa.float32()))
+def _optional(values: np.ndarray | None, valid: np.ndarray, offsets: np.ndarray) -> pa.Array:
+    """A per-token float column that a segment may lack (its default fills it: see OPTIONAL); null
+    in the rows where no segment has it (`valid`), and in all where none does."""
+    if values is None or not valid.any():
+        return pa.nulls(len(valid), pa.list_(pa.float32()))
     return _list(values, offsets, pa.float32(), valid=valid)
