@@ -7,6 +7,7 @@ import json
 import os
 import pickle
 import resource
+import signal
 import subprocess
 import sys
 import threading
@@ -323,9 +324,18 @@ def test_a_worker_result_that_does_not_pickle_stops_the_run_with_a_clear_error()
     names it, instead of a worker that stops answering."""
     from gamelog import crew as crews
 
-    with crews.Crew(_unpicklable_in_a_worker, 2) as crew:
-        with pytest.raises(GamelogError, match=r"a worker could not send its result back \(TypeError: .*lock.*\); re-run with --workers 1"):
-            list(crew.run([os.getpid()] * 20, 20))
+    def waited_too_long(*_):
+        raise TimeoutError("the run waited for a result that never came")
+
+    before = signal.signal(signal.SIGALRM, waited_too_long)
+    signal.alarm(30)  # a run that waits for ever fails here instead of hanging the suite
+    try:
+        with crews.Crew(_unpicklable_in_a_worker, 2) as crew:
+            with pytest.raises(GamelogError, match=r"a worker could not send its result back \(TypeError: .*lock.*\); re-run with --workers 1"):
+                list(crew.run([os.getpid()] * 20, 20))
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, before)
 
 
 def _page_faults_of_big_buffers(_batch) -> tuple[int, int]:
