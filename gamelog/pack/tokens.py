@@ -403,11 +403,10 @@ class Columns:
         """The episodes kept as a block, without a Segment each."""
         tokens = np.repeat(keep, self.lengths) if not keep.all() else None
         take = (lambda values: values) if tokens is None else (lambda values: values[tokens])
-        optional = {}
-        for name, values, present in (("reward", self.reward, self.has_reward), ("returns", self.returns, None), ("weight", self.weight, self.has_weight)):
-            present = np.ones(len(keep), bool) if present is None and values is not None else present
-            if values is not None and present[keep].any():
-                optional[name] = OptionalColumn(take(values), present[keep])
+        candidates = {"reward": (self.reward, self.has_reward), "weight": (self.weight, self.has_weight)}
+        if self.returns is not None:  # asked for (--returns): every episode has them
+            candidates["returns"] = (self.returns, np.ones(len(keep), bool))
+        optional = {name: OptionalColumn(take(values), present[keep]) for name, (values, present) in candidates.items() if present[keep].any()}
         episode_ids = self.episode_ids if tokens is None else [e for e, k in zip(self.episode_ids, keep.tolist()) if k]
         return Block(episode_ids, self.lengths[keep], take(self.ids), take(self.mask), take(self.player), optional)
 
